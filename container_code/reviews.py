@@ -1,0 +1,114 @@
+"""What every step script and the serving code share about reviews: labels, tokenization
+settings, the prepared-split file format and the metric log format.
+
+Keeping these in one module means training and serving cannot drift apart. It imports only
+the standard library, so the pipeline generator and the tests can import it cheaply.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Iterator, Mapping
+
+# Sentiment classes, in label_id order: label_id = sentiment + 1.
+LABEL_NAMES: tuple[str, ...] = ("negative", "neutral", "positive")
+SENTIMENTS: tuple[int, ...] = (-1, 0, 1)
+ID2LABEL: dict[int, str] = dict(enumerate(LABEL_NAMES))
+LABEL2ID: dict[str, int] = {name: label_id for label_id, name in ID2LABEL.items()}
+
+SPLIT_NAMES: tuple[str, ...] = ("train", "validation", "test")
+
+# Columns of a prepared split record, as written by prepare.py and ingested into the
+# Feature Group (the feature definitions in stacks/ must list exactly these).
+RECORD_ID_FEATURE = "review_id"
+EVENT_TIME_FEATURE = "date"
+PREPARED_COLUMNS: tuple[str, ...] = (
+    "review_id",
+    "date",
+    "sentiment",
+    "label_id",
+    "input_ids",
+    "review_body",
+    "split_type",
+)
+
+
+def star_rating_to_sentiment(star_rating: int) -> int:
+    """1-2 stars -> -1 (negative), 3 -> 0 (neutral), 4-5 -> 1 (positive)."""
+    if isinstance(star_rating, bool) or not isinstance(star_rating, int):
+        raise TypeError(f"star_rating must be an int, got {star_rating!r}")
+    if not 1 <= star_rating <= 5:
+        raise ValueError(f"star_rating must be between 1 and 5, got {star_rating}")
+    if star_rating <= 2:
+        return -1
+    if star_rating == 3:
+        return 0
+    return 1
+
+
+def sentiment_to_label_id(sentiment: int) -> int:
+    if sentiment not in SENTIMENTS:
+        raise ValueError(f"sentiment must be one of {SENTIMENTS}, got {sentiment!r}")
+    return sentiment + 1
+
+
+def label_id_to_sentiment(label_id: int) -> int:
+    if label_id not in ID2LABEL:
+        raise ValueError(f"label_id must be one of {sorted(ID2LABEL)}, got {label_id!r}")
+    return label_id - 1
+
+
+@dataclass(frozen=True)
+class TokenizationSettings:
+    """How text becomes input_ids, identically in prepare (offline) and serving (online)."""
+
+    max_seq_length: int = 128
+
+    def tokenizer_kwargs(self, *, pad_to_max_length: bool) -> dict:
+        return {
+            "add_special_tokens": True,
+            "truncation": True,
+            "max_length": self.max_seq_length,
+            "padding": "max_length" if pad_to_max_length else "longest",
+            "return_attention_mask": True,
+        }
+
+
+def write_jsonl(path: Path, records: Iterable[Mapping]) -> int:
+    """Write records as JSON Lines; returns how many were written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with path.open("w", encoding="utf-8") as handle:
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+            count += 1
+    return count
+
+
+def read_jsonl(path: Path) -> Iterator[dict]:
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise ValueError(f"{path}:{line_number}: not valid JSON: {error.msg}") from None
+
+
+def split_files(split_dir: Path) -> list[Path]:
+    """The prepared files of one split directory (one per prepare host), in a stable order."""
+    return sorted(p for p in Path(split_dir).rglob("*.jsonl") if p.is_file())
+
+
+# One log line per metric; the pipeline's metric definitions parse these with regexes, and a
+# test checks those regexes against this exact format.
+METRIC_LINE_PREFIX = "[metric]"
+
+
+def format_metric_line(name: str, value: float, *, epoch: int, step: int) -> str:
+    if not math.isfinite(value):
+        return f"{METRIC_LINE_PREFIX} {name}=nan epoch={epoch} step={step}"
+    return f"{METRIC_LINE_PREFIX} {name}={value:.6f} epoch={epoch} step={step}"
