@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 # Sentiment classes, in label_id order: label_id = sentiment + 1.
 LABEL_NAMES: tuple[str, ...] = ("negative", "neutral", "positive")
@@ -75,6 +76,65 @@ class TokenizationSettings:
             "padding": "max_length" if pad_to_max_length else "longest",
             "return_attention_mask": True,
         }
+
+
+def encode_input_ids(tokenizer: Any, texts: Sequence[str], settings: TokenizationSettings) -> list[list[int]]:
+    """input_ids of each text, padded/truncated to settings.max_seq_length (the seed's
+    `encode_plus` semantics), in one batched call of a fast tokenizer.
+
+    Calls the tokenizer itself, which works in transformers 4.x and 5.x alike (5.x removed
+    `encode_plus`/`batch_encode_plus`). Masks and token types are not asked for: a prepared
+    record stores input_ids only, and the mask is derivable from the padding.
+    """
+    kwargs = {
+        **settings.tokenizer_kwargs(pad_to_max_length=True),
+        "return_attention_mask": False,
+        "return_token_type_ids": False,
+    }
+    return tokenizer(list(texts), **kwargs)["input_ids"]
+
+
+def parse_bool(value: str | bool) -> bool:
+    """A job argument as a bool: SageMaker passes every argument as a string ("true"/"false")."""
+    if isinstance(value, bool):
+        return value
+    normalized = str(value).strip().lower()
+    if normalized in {"true", "1", "yes"}:
+        return True
+    if normalized in {"false", "0", "no"}:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def format_event_time(moment: datetime) -> str:
+    """The Feature Store event time format of the `date` feature: ISO-8601 UTC, to the second
+    (e.g. 2015-08-31T00:00:00Z). A naive datetime is taken to be UTC already."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def prepared_record(
+    *,
+    review_id: str,
+    date: str,
+    sentiment: int,
+    input_ids: Sequence[int],
+    review_body: str,
+    split_type: str,
+) -> dict:
+    """One prepared split record with exactly PREPARED_COLUMNS; label_id follows sentiment."""
+    if split_type not in SPLIT_NAMES:
+        raise ValueError(f"split_type must be one of {SPLIT_NAMES}, got {split_type!r}")
+    return {
+        "review_id": review_id,
+        "date": date,
+        "sentiment": sentiment,
+        "label_id": sentiment_to_label_id(sentiment),
+        "input_ids": list(input_ids),
+        "review_body": review_body,
+        "split_type": split_type,
+    }
 
 
 def write_jsonl(path: Path, records: Iterable[Mapping]) -> int:

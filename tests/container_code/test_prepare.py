@@ -1,0 +1,455 @@
+"""prepare.py: row validation and accounting, balancing, stratified deterministic splits, host
+sharding, argument validation, and end-to-end runs as SageMaker runs it (a subprocess)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings as hypothesis_settings, strategies as st
+
+import prepare
+import reviews
+from data_support import FakeFeatureStore, PlannedError, minilm_tokenizer_dir, write_csv
+
+CONTAINER_CODE = Path(prepare.__file__).resolve().parent
+COLUMNS = ("review_id", "star_rating", "review_body", "product_category")
+MAX_SEQ_LENGTH = 16
+
+
+def review_rows(per_star: dict[int, int], prefix: str = "r") -> list[dict]:
+    rows = []
+    for star, count in per_star.items():
+        for index in range(count):
+            rows.append(
+                {
+                    "review_id": f"{prefix}{star}-{index:03d}",
+                    "star_rating": star,
+                    "review_body": f"review {index} rated {star} stars" + " word" * (index % 7),
+                    "product_category": "Electronics",
+                }
+            )
+    return rows
+
+
+def settings_for(input_dir: Path, output_dir: Path, *extra: str) -> prepare.PrepareSettings:
+    return prepare.parse_settings(
+        [
+            "--input-dir", str(input_dir),
+            "--output-dir", str(output_dir),
+            "--resource-config", str(output_dir / "no-resourceconfig.json"),
+            "--tokenizer", str(minilm_tokenizer_dir()),
+            "--max-seq-length", str(MAX_SEQ_LENGTH),
+            "--num-workers", "1",
+            *extra,
+        ]
+    )
+
+
+def read_split(output_dir: Path, split: str) -> list[dict]:
+    return [record for path in reviews.split_files(output_dir / split) for record in reviews.read_jsonl(path)]
+
+
+def make_reviews(per_sentiment: dict[int, int]) -> list[prepare.Review]:
+    return [
+        prepare.Review(f"id-{sentiment}-{index:04d}", "2020-01-01T00:00:00Z", sentiment, f"text {index}")
+        for sentiment, count in per_sentiment.items()
+        for index in range(count)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation of single values
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1", 1), ("5", 5), (" 3 ", 3), ("4.0", 4),
+        ("", prepare.MISSING_STAR_RATING), (None, prepare.MISSING_STAR_RATING), ("  ", prepare.MISSING_STAR_RATING),
+        ("four", prepare.STAR_RATING_NOT_AN_INTEGER), ("4.5", prepare.STAR_RATING_NOT_AN_INTEGER),
+        ("nan", prepare.STAR_RATING_NOT_AN_INTEGER),
+        ("0", prepare.STAR_RATING_OUT_OF_RANGE), ("6", prepare.STAR_RATING_OUT_OF_RANGE), ("-1", prepare.STAR_RATING_OUT_OF_RANGE),
+    ],
+)
+def test_parse_star_rating(raw, expected):
+    assert prepare.parse_star_rating(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("2015-08-31", "2015-08-31T00:00:00Z"),
+        ("2015-08-31T10:20:30Z", "2015-08-31T10:20:30Z"),
+        ("2015-08-31T10:20:30+02:00", "2015-08-31T08:20:30Z"),
+        ("", None), (None, None), ("31/08/2015", None), ("yesterday", None),
+    ],
+)
+def test_parse_review_date(raw, expected):
+    assert prepare.parse_review_date(raw) == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# Balancing and splitting
+
+
+def test_balancing_down_samples_every_class_to_the_smallest():
+    items = make_reviews({-1: 30, 0: 12, 1: 50})
+    kept, dropped = prepare.balance_by_down_sampling(items, seed=7)
+    assert Counter(r.sentiment for r in kept) == {-1: 12, 0: 12, 1: 12}
+    assert dropped == len(items) - 36
+    assert set(kept) <= set(items)
+    assert prepare.balance_by_down_sampling(list(reversed(items)), seed=7)[0] == kept
+    assert {r.review_id for r in prepare.balance_by_down_sampling(items, seed=8)[0]} != {r.review_id for r in kept}
+
+
+def test_balancing_fails_clearly_when_a_class_is_missing():
+    with pytest.raises(prepare.PrepareError, match="neutral"):
+        prepare.balance_by_down_sampling(make_reviews({-1: 3, 1: 3}), seed=1)
+    assert prepare.balance_by_down_sampling([], seed=1) == ([], 0)
+
+
+@hypothesis_settings(max_examples=200, deadline=None)
+@given(
+    count=st.integers(min_value=0, max_value=5000),
+    weights=st.tuples(*[st.integers(min_value=0, max_value=100)] * 3).filter(lambda w: sum(w) > 0),
+)
+def test_split_sizes_add_up_and_stay_within_one_of_the_exact_share(count, weights):
+    total = sum(weights)
+    fractions = prepare.SplitFractions(*(w / total for w in weights[:2]), 1 - sum(w / total for w in weights[:2]))
+    sizes = prepare.split_sizes(count, fractions)
+    assert sum(sizes.values()) == count
+    for name, fraction in fractions.as_dict().items():
+        assert sizes[name] >= 0 and abs(sizes[name] - count * fraction) < 1
+
+
+def test_stratified_split_is_disjoint_complete_stratified_and_seeded():
+    items = make_reviews({-1: 100, 0: 100, 1: 100})
+    fractions = prepare.SplitFractions(0.8, 0.1, 0.1)
+    splits = prepare.stratified_split(items, fractions, seed=3)
+
+    ids = [r.review_id for members in splits.values() for r in members]
+    assert sorted(ids) == sorted(r.review_id for r in items)
+    for name, members in splits.items():
+        expected = round(100 * fractions.as_dict()[name])
+        assert Counter(r.sentiment for r in members) == {-1: expected, 0: expected, 1: expected}
+
+    same_seed_other_order = prepare.stratified_split(list(reversed(items)), fractions, seed=3)
+    assert same_seed_other_order == splits
+    other_seed = prepare.stratified_split(items, fractions, seed=4)
+    assert {r.review_id for r in other_seed["test"]} != {r.review_id for r in splits["test"]}
+
+
+@pytest.mark.parametrize(
+    ("fractions", "message"),
+    [
+        (("0.8", "0.1", "0.05"), "sum to 1"),
+        (("0.9", "0.2", "-0.1"), "--test-fraction must not be negative"),
+        (("1.2", "-0.1", "-0.1"), "must not be negative"),
+    ],
+)
+def test_bad_split_fractions_fail_with_a_usage_error(fractions, message, capsys):
+    train, validation, test = fractions
+    with pytest.raises(SystemExit) as exit_info:
+        prepare.parse_settings(["--train-fraction", train, "--validation-fraction", validation, "--test-fraction", test])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--balance", "maybe"], "expected true or false"),
+        (["--ingest", "true"], "--ingest true needs --feature-group-name"),
+        (["--max-seq-length", "0"], "must be at least 1"),
+        (["--num-workers", "0"], "must be at least 1"),
+    ],
+)
+def test_bad_arguments_fail_with_a_usage_error(arguments, message, capsys):
+    with pytest.raises(SystemExit):
+        prepare.parse_settings(arguments)
+    assert message in capsys.readouterr().err
+
+
+def test_boolean_arguments_accept_the_strings_sagemaker_passes():
+    parsed = prepare.parse_settings(["--balance", "False", "--ingest", "TRUE", "--feature-group-name", "fg"])
+    assert parsed.balance is False and parsed.ingest is True
+    assert prepare.parse_settings([]).balance is True
+
+
+def test_help_lists_every_argument_by_its_kebab_case_name():
+    help_text = prepare.build_argument_parser().format_help()
+    for action in prepare.build_argument_parser()._actions:
+        for option in action.option_strings:
+            assert option in help_text
+            assert "_" not in option
+
+
+# ---------------------------------------------------------------------------------------------
+# Hosts
+
+
+def test_hosts_share_files_every_nth_in_sorted_order():
+    files = [Path(f"in/part-{index}.csv") for index in (3, 0, 4, 1, 2)]
+    hosts = ("algo-1", "algo-2")
+    shares = [prepare.files_for_host(files, prepare.HostIdentity(host, hosts)) for host in hosts]
+    assert shares[0] == [Path("in/part-0.csv"), Path("in/part-2.csv"), Path("in/part-4.csv")]
+    assert shares[1] == [Path("in/part-1.csv"), Path("in/part-3.csv")]
+
+
+def test_host_identity_comes_from_resourceconfig(tmp_path):
+    assert prepare.read_host_identity(tmp_path / "absent.json") == prepare.HostIdentity("algo-1", ("algo-1",))
+    config = tmp_path / "resourceconfig.json"
+    config.write_text(json.dumps({"current_host": "algo-2", "hosts": ["algo-2", "algo-1"], "network_interface_name": "eth0"}))
+    assert prepare.read_host_identity(config) == prepare.HostIdentity("algo-2", ("algo-1", "algo-2"))
+    config.write_text(json.dumps({"current_host": "algo-9", "hosts": ["algo-1"]}))
+    with pytest.raises(prepare.PrepareError, match="algo-9"):
+        prepare.read_host_identity(config)
+
+
+def test_two_hosts_split_the_input_and_write_their_own_parts(tmp_path):
+    input_dir = tmp_path / "input"
+    for index in range(3):
+        write_csv(input_dir / f"reviews-{index}.csv", review_rows({1: 4, 3: 4, 5: 4}, prefix=f"f{index}-"), COLUMNS)
+    output_dir = tmp_path / "output"
+    reports = []
+    for host in ("algo-1", "algo-2"):
+        config = tmp_path / f"resourceconfig-{host}.json"
+        config.write_text(json.dumps({"current_host": host, "hosts": ["algo-1", "algo-2"]}))
+        settings = settings_for(input_dir, output_dir, "--resource-config", str(config))
+        reports.append(prepare.run(settings))
+
+    assert [report["input_files"] for report in reports] == [["reviews-0.csv", "reviews-2.csv"], ["reviews-1.csv"]]
+    assert sorted(p.name for p in (output_dir / "train").iterdir()) == ["part-algo-1.jsonl", "part-algo-2.jsonl"]
+    assert sorted(p.name for p in (output_dir / "report").iterdir()) == ["prepare_report-algo-1.json", "prepare_report-algo-2.json"]
+    assert sum(report["rows_read"] for report in reports) == 36
+    written_ids = [r["review_id"] for split in reviews.SPLIT_NAMES for r in read_split(output_dir, split)]
+    assert len(written_ids) == len(set(written_ids)) == 36
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole runs, in this process
+
+
+def test_every_kind_of_bad_row_is_counted_and_nothing_is_lost(tmp_path):
+    input_dir = tmp_path / "input"
+    good = review_rows({1: 3, 2: 2, 3: 4, 4: 1, 5: 5})
+    bad = [
+        {"review_id": "", "star_rating": 5, "review_body": "no id"},
+        {"review_id": "b1", "star_rating": 5, "review_body": ""},
+        {"review_id": "b2", "star_rating": 5, "review_body": "   "},
+        {"review_id": "b3", "star_rating": "", "review_body": "no rating"},
+        {"review_id": "b4", "star_rating": "great", "review_body": "rating is a word"},
+        {"review_id": "b5", "star_rating": "4.5", "review_body": "half a star"},
+        {"review_id": "b6", "star_rating": 0, "review_body": "zero stars"},
+        {"review_id": "b7", "star_rating": 6, "review_body": "six stars"},
+        {"review_id": good[0]["review_id"], "star_rating": 4, "review_body": "same id again"},
+    ]
+    write_csv(input_dir / "a.csv", good[:8] + bad, COLUMNS)
+    # A gzipped, unquoted TSV in a sub-folder (as Amazon ships them: a stray double quote is
+    # text), and a row cut short (fewer fields than the header).
+    good[8]["review_body"] = '"Best" purchase, 12" screen'
+    tsv = input_dir / "more" / "b.tsv.gz"
+    tsv.parent.mkdir()
+    lines = ["\t".join(COLUMNS)] + ["\t".join(str(row[c]) for c in COLUMNS) for row in good[8:]] + ["short\t5"]
+    tsv.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode("utf-8")))
+    # A file with the date column: its rows' event time comes from it.
+    dated = [dict(row, review_id=f"d{index}", review_date="2015-08-31") for index, row in enumerate(good[:3])]
+    dated.append(dict(good[0], review_id="d-bad-date", review_date="not a date"))
+    write_csv(input_dir / "c.csv", dated, COLUMNS + ("review_date",))
+
+    report = prepare.run(settings_for(input_dir, tmp_path / "output", "--balance", "false", "--train-fraction", "0.6", "--validation-fraction", "0.2", "--test-fraction", "0.2"))
+
+    expected_rejects = {
+        prepare.MISSING_REVIEW_ID: 1,
+        prepare.MISSING_REVIEW_BODY: 3,  # empty, blank, and the short TSV row
+        prepare.MISSING_STAR_RATING: 1,
+        prepare.STAR_RATING_NOT_AN_INTEGER: 2,
+        prepare.STAR_RATING_OUT_OF_RANGE: 2,
+        prepare.INVALID_REVIEW_DATE: 1,
+        prepare.DUPLICATE_REVIEW_ID: 1,
+        prepare.DOWN_SAMPLED_FOR_BALANCE: 0,
+    }
+    assert report["rows_rejected"]["by_reason"] == expected_rejects
+    assert report["rows_read"] == len(good) + len(bad) + 1 + len(dated)
+    assert report["rows_read"] == report["rows_written"]["total"] + report["rows_rejected"]["total"]
+    assert report["rows_written"]["total"] == len(good) + 3
+
+    records = {r["review_id"]: r for split in reviews.SPLIT_NAMES for r in read_split(tmp_path / "output", split)}
+    assert len(records) == report["rows_written"]["total"]
+    assert records[good[0]["review_id"]]["review_body"] == good[0]["review_body"]  # first occurrence wins
+    assert records[good[8]["review_id"]]["review_body"] == '"Best" purchase, 12" screen'
+    assert {records[f"d{i}"]["date"] for i in range(3)} == {"2015-08-31T00:00:00Z"}
+    assert records[good[1]["review_id"]]["date"] == report["event_time"]["run_start"]
+    assert report["event_time"]["files_with_date_column"] == 1
+
+
+def test_written_records_follow_the_prepared_split_contract(tmp_path):
+    rows = review_rows({1: 10, 2: 10, 3: 10, 4: 10, 5: 10})
+    rows[0]["review_body"] = "a very long review " * 40
+    write_csv(tmp_path / "input" / "reviews.csv", rows, COLUMNS)
+    report = prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--train-fraction", "0.8", "--validation-fraction", "0.1", "--test-fraction", "0.1"))
+
+    star_of = {row["review_id"]: row["star_rating"] for row in rows}
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_tokenizer_dir()))
+    for split in reviews.SPLIT_NAMES:
+        records = read_split(tmp_path / "output", split)
+        assert len(records) == report["rows_written"]["by_split"][split]
+        for record in records:
+            assert tuple(sorted(record)) == tuple(sorted(reviews.PREPARED_COLUMNS))
+            assert record["split_type"] == split
+            assert record["sentiment"] == reviews.star_rating_to_sentiment(star_of[record["review_id"]])
+            assert record["label_id"] == record["sentiment"] + 1
+            assert len(record["input_ids"]) == MAX_SEQ_LENGTH
+            assert record["input_ids"] == tokenizer(record["review_body"], max_length=MAX_SEQ_LENGTH, truncation=True, padding="max_length")["input_ids"]
+    # Balanced: 20 negative, 10 neutral, 20 positive -> 10 each, 8/1/1 per class.
+    assert report["rows_written"]["by_split_and_label"] == {
+        "train": {"negative": 8, "neutral": 8, "positive": 8},
+        "validation": {"negative": 1, "neutral": 1, "positive": 1},
+        "test": {"negative": 1, "neutral": 1, "positive": 1},
+    }
+    assert report["rows_rejected"]["by_reason"][prepare.DOWN_SAMPLED_FOR_BALANCE] == 20
+    saved = json.loads((tmp_path / "output" / "report" / "prepare_report-algo-1.json").read_text())
+    assert saved == report
+
+
+def test_splits_do_not_depend_on_the_number_of_workers_or_batch_size(tmp_path):
+    write_csv(tmp_path / "input" / "reviews.csv", review_rows({1: 20, 3: 15, 5: 25}), COLUMNS)
+    outputs = []
+    for workers, batch_size in (("1", "1000"), ("2", "7")):
+        output_dir = tmp_path / f"output-{workers}"
+        prepare.run(settings_for(tmp_path / "input", output_dir, "--num-workers", workers, "--batch-size", batch_size, "--random-seed", "11"))
+        outputs.append({split: (output_dir / split / "part-algo-1.jsonl").read_text() for split in reviews.SPLIT_NAMES})
+    assert outputs[0] == outputs[1]
+    assert outputs[0]["test"]  # the comparison is not between empty files
+
+
+def test_inputs_that_cannot_be_used_fail_clearly(tmp_path):
+    with pytest.raises(prepare.PrepareError, match="does not exist"):
+        prepare.run(settings_for(tmp_path / "nowhere", tmp_path / "output"))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("not a table")
+    with pytest.raises(prepare.PrepareError, match="no input files"):
+        prepare.run(settings_for(tmp_path / "empty", tmp_path / "output"))
+    write_csv(tmp_path / "input" / "reviews.csv", [{"id": "1", "stars": 5, "text": "t"}], ("id", "stars", "text"))
+    with pytest.raises(prepare.PrepareError, match=r"\['review_id', 'star_rating', 'review_body'\].*--id-column"):
+        prepare.run(settings_for(tmp_path / "input", tmp_path / "output"))
+    with pytest.raises(prepare.PrepareError, match="cannot load tokenizer"):
+        prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--tokenizer", str(tmp_path / "no-tokenizer")))
+
+
+def test_column_names_are_configurable(tmp_path):
+    rows = [{"id": f"x{i}", "stars": 1 + i % 5, "text": f"text {i}", "when": "2020-02-02"} for i in range(15)]
+    write_csv(tmp_path / "input" / "reviews.csv", rows, ("id", "stars", "text", "when"))
+    report = prepare.run(
+        settings_for(
+            tmp_path / "input", tmp_path / "output",
+            "--id-column", "id", "--rating-column", "stars", "--text-column", "text", "--date-column", "when",
+        )
+    )
+    assert report["rows_read"] == 15 and report["rows_rejected"]["total"] == 15 - report["rows_written"]["total"]
+    assert {r["date"] for r in read_split(tmp_path / "output", "train")} == {"2020-02-02T00:00:00Z"}
+
+
+def test_failed_ingestion_is_reported_and_fails_the_job(tmp_path, monkeypatch):
+    write_csv(tmp_path / "input" / "reviews.csv", review_rows({1: 5, 3: 5, 5: 5}), COLUMNS)
+    store = FakeFeatureStore(errors_by_record_id={"r3-002": PlannedError(400, "ValidationError")}).start()
+    try:
+        exit_code = prepare.main(
+            [
+                "--input-dir", str(tmp_path / "input"), "--output-dir", str(tmp_path / "output"),
+                "--resource-config", str(tmp_path / "none.json"), "--tokenizer", str(minilm_tokenizer_dir()),
+                "--num-workers", "1", "--ingest", "true", "--feature-group-name", "fg",
+                "--featurestore-endpoint-url", store.endpoint_url,
+            ]
+        )
+    finally:
+        store.stop()
+    assert exit_code == 1
+    report = json.loads((tmp_path / "output" / "report" / "prepare_report-algo-1.json").read_text())
+    assert report["ingestion"]["failed"] == 1 and report["ingestion"]["succeeded"] == 14
+    assert report["ingestion"]["first_errors"][0]["record_id"] == "r3-002"
+    assert report["ingestion"]["first_errors"][0]["error_code"] == "ValidationError"
+
+
+# ---------------------------------------------------------------------------------------------
+# As SageMaker runs it: `python prepare.py --args` in its own folder
+
+
+def run_prepare_script(arguments: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "prepare.py", *arguments],
+        cwd=CONTAINER_CODE,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def small_input(tmp_path_factory) -> Path:
+    input_dir = tmp_path_factory.mktemp("input")
+    write_csv(input_dir / "reviews.csv", review_rows({1: 6, 2: 6, 3: 10, 4: 5, 5: 7}), COLUMNS)
+    return input_dir
+
+
+def script_arguments(input_dir: Path, output_dir: Path) -> list[str]:
+    return [
+        "--input-dir", str(input_dir), "--output-dir", str(output_dir),
+        "--resource-config", str(output_dir / "no-resourceconfig.json"),
+        "--tokenizer", str(minilm_tokenizer_dir()), "--max-seq-length", str(MAX_SEQ_LENGTH),
+        "--balance", "true", "--train-fraction", "0.6", "--validation-fraction", "0.2", "--test-fraction", "0.2",
+        "--random-seed", "5", "--num-workers", "2", "--batch-size", "4", "--log-every-rows", "5",
+    ]
+
+
+@pytest.mark.slow  # a fresh interpreter imports transformers (and torch): 5-15 s
+def test_script_runs_as_a_processing_job_without_ingestion(small_input, tmp_path):
+    completed = run_prepare_script([*script_arguments(small_input, tmp_path), "--ingest", "false"])
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+    report = json.loads((tmp_path / "report" / "prepare_report-algo-1.json").read_text())
+    # 12 negative, 10 neutral, 12 positive: balanced to 10 each, 6/2/2 per class.
+    assert report["rows_read"] == 34
+    assert report["rows_written"]["by_split"] == {"train": 18, "validation": 6, "test": 6}
+    assert report["rows_rejected"]["by_reason"][prepare.DOWN_SAMPLED_FOR_BALANCE] == 4
+    assert report["ingestion"] is None
+    for split, count in report["rows_written"]["by_split"].items():
+        assert len(read_split(tmp_path, split)) == count
+    # Progress is logged as it goes (batches of 4, a line at least every 5 reviews).
+    assert len(re.findall(r"tokenized \d+/30 reviews", completed.stdout)) >= 5
+
+
+@pytest.mark.slow  # a fresh interpreter imports transformers (and torch): 5-15 s
+def test_script_ingests_every_written_record_into_the_feature_group(small_input, tmp_path):
+    store = FakeFeatureStore(fail_first_calls=[PlannedError(400, "ThrottlingException"), PlannedError(500, "InternalFailure")]).start()
+    try:
+        completed = run_prepare_script(
+            [*script_arguments(small_input, tmp_path), "--ingest", "true", "--feature-group-name", "review-classifier-dev-reviews"],
+            env={"AWS_ENDPOINT_URL_SAGEMAKER_FEATURESTORE_RUNTIME": store.endpoint_url},
+        )
+    finally:
+        store.stop()
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+
+    report = json.loads((tmp_path / "report" / "prepare_report-algo-1.json").read_text())
+    assert report["ingestion"]["succeeded"] == report["rows_written"]["total"] == 30
+    assert report["ingestion"]["retries"] == 2 and report["ingestion"]["failed"] == 0
+    written = {r["review_id"]: r for split in reviews.SPLIT_NAMES for r in read_split(tmp_path, split)}
+    assert store.stored_record_ids() == {review_id: 1 for review_id in written}
+    for review_id, features in store.stored_records().items():
+        record = written[review_id]
+        assert json.loads(features["input_ids"]) == record["input_ids"]
+        assert features["split_type"] == record["split_type"]
+        assert features["date"] == record["date"] == report["event_time"]["run_start"]
+        assert int(features["label_id"]) == record["label_id"]
