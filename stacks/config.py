@@ -83,7 +83,9 @@ class ServingConfig(_Frozen):
     serverless: ServerlessConfig | None = None
     auto_scaling: AutoScalingConfig | None = None
     traffic_shifting: TrafficShiftingConfig | None = None
-    data_capture_sampling_percent: int = Field(ge=0, le=100)
+    # Serverless endpoints support neither data capture nor deployment guardrails (docs/serving.md),
+    # so a real-time endpoint must set a sampling percentage and a serverless one must not.
+    data_capture_sampling_percent: int | None = Field(default=None, ge=1, le=100)
     latency_alarm_threshold_ms: int = Field(ge=1)
     error_5xx_alarm_threshold: int = Field(ge=1)
 
@@ -93,7 +95,15 @@ class ServingConfig(_Frozen):
             raise ValueError("set exactly one of instance_type (real-time) or serverless")
         if self.serverless is not None and (self.auto_scaling or self.traffic_shifting):
             raise ValueError("auto_scaling and traffic_shifting apply to real-time endpoints only")
+        if self.serverless is not None and self.data_capture_sampling_percent is not None:
+            raise ValueError("serverless endpoints do not support data capture: remove data_capture_sampling_percent")
+        if self.serverless is None and self.data_capture_sampling_percent is None:
+            raise ValueError("real-time endpoints capture data: set data_capture_sampling_percent (1-100)")
         return self
+
+    @property
+    def is_serverless(self) -> bool:
+        return self.serverless is not None
 
 
 class EnvironmentConfig(_Frozen):
@@ -144,6 +154,11 @@ class EnvironmentConfig(_Frozen):
     @property
     def athena_workgroup_name(self) -> str:
         return self.resource_prefix
+
+    @property
+    def pipeline_execution_role_name(self) -> str:
+        """Fixed, so the pipeline definition can carry a literal role ARN (no token lookup)."""
+        return f"{self.resource_prefix}-pipeline-execution"
 
     def stack_name(self, component: str) -> str:
         return f"{self.resource_prefix}-{component}"
