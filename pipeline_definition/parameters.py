@@ -1,0 +1,88 @@
+"""The pipeline's execution parameters: every value a user may override per execution, with
+the environment's defaults from cdk.json."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sagemaker.workflow.parameters import (
+    Parameter,
+    ParameterFloat,
+    ParameterInteger,
+    ParameterString,
+)
+
+from pipeline_definition.settings import PipelineDefinitionSettings
+
+# Not per-environment: how prepare splits and balances the reviews.
+DEFAULT_TRAIN_FRACTION = 0.90
+DEFAULT_VALIDATION_FRACTION = 0.05
+DEFAULT_TEST_FRACTION = 0.05
+DEFAULT_RANDOM_SEED = 42
+DEFAULT_MODEL_APPROVAL_STATUS = "PendingManualApproval"
+RAW_REVIEWS_PREFIX = "reviews/raw/"
+
+
+@dataclass(frozen=True)
+class PipelineParameters:
+    input_data_s3_uri: ParameterString
+    processing_instance_type: ParameterString
+    processing_instance_count: ParameterInteger
+    training_instance_type: ParameterString
+    training_instance_count: ParameterInteger
+    model_name_or_path: ParameterString
+    epochs: ParameterInteger
+    learning_rate: ParameterFloat
+    train_batch_size: ParameterInteger
+    max_seq_length: ParameterInteger
+    balance_dataset: ParameterString
+    train_fraction: ParameterFloat
+    validation_fraction: ParameterFloat
+    test_fraction: ParameterFloat
+    random_seed: ParameterInteger
+    ingest_into_feature_store: ParameterString
+    min_accuracy: ParameterFloat
+    model_approval_status: ParameterString
+
+    def all(self) -> list[Parameter]:
+        """In declaration order, which is the order the definition lists them in."""
+        return [getattr(self, name) for name in self.__dataclass_fields__]
+
+
+def build_parameters(settings: PipelineDefinitionSettings) -> PipelineParameters:
+    defaults = settings.defaults
+    return PipelineParameters(
+        input_data_s3_uri=ParameterString(
+            "InputDataS3Uri",
+            default_value=f"s3://{settings.deploy_time.data_bucket_name}/{RAW_REVIEWS_PREFIX}",
+        ),
+        processing_instance_type=ParameterString(
+            "ProcessingInstanceType", default_value=defaults.processing_instance_type
+        ),
+        processing_instance_count=ParameterInteger(
+            "ProcessingInstanceCount", default_value=defaults.processing_instance_count
+        ),
+        training_instance_type=ParameterString(
+            "TrainingInstanceType", default_value=defaults.training_instance_type
+        ),
+        training_instance_count=ParameterInteger(
+            "TrainingInstanceCount", default_value=defaults.training_instance_count
+        ),
+        model_name_or_path=ParameterString("ModelNameOrPath", default_value=defaults.model_name_or_path),
+        epochs=ParameterInteger("Epochs", default_value=defaults.epochs),
+        learning_rate=ParameterFloat("LearningRate", default_value=defaults.learning_rate),
+        train_batch_size=ParameterInteger("TrainBatchSize", default_value=defaults.train_batch_size),
+        max_seq_length=ParameterInteger("MaxSeqLength", default_value=defaults.max_seq_length),
+        # Strings, not Boolean parameters: they are passed on as command-line values.
+        balance_dataset=ParameterString("BalanceDataset", default_value="true"),
+        # Shares of each sentiment class that go to each split (prepare.py checks they add up).
+        train_fraction=ParameterFloat("TrainFraction", default_value=DEFAULT_TRAIN_FRACTION),
+        validation_fraction=ParameterFloat("ValidationFraction", default_value=DEFAULT_VALIDATION_FRACTION),
+        test_fraction=ParameterFloat("TestFraction", default_value=DEFAULT_TEST_FRACTION),
+        random_seed=ParameterInteger("RandomSeed", default_value=DEFAULT_RANDOM_SEED),
+        ingest_into_feature_store=ParameterString("IngestIntoFeatureStore", default_value="true"),
+        min_accuracy=ParameterFloat("MinAccuracy", default_value=defaults.min_accuracy),
+        model_approval_status=ParameterString(
+            "ModelApprovalStatus", default_value=DEFAULT_MODEL_APPROVAL_STATUS
+        ),
+    )

@@ -1,0 +1,1 @@
+"""One module per pipeline step (or group of steps that only make sense together)."""

@@ -1,0 +1,89 @@
+"""The evaluate step: score the trained model on the test split and publish evaluation.json,
+which the accuracy condition reads through a PropertyFile."""
+
+from __future__ import annotations
+
+from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor
+from sagemaker.workflow.properties import PropertyFile
+from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep
+
+from pipeline_definition import images
+from pipeline_definition.locations import execution_s3_uri
+from pipeline_definition.parameters import PipelineParameters
+from pipeline_definition.settings import PipelineDefinitionSettings
+from pipeline_definition.steps import bundled_script
+
+STEP_NAME = "EvaluateModel"
+SCRIPT = "evaluate.py"
+MODEL_DIR = "/opt/ml/processing/input/model"
+TEST_DATA_DIR = "/opt/ml/processing/input/test"
+OUTPUT_DIR = "/opt/ml/processing/evaluation"
+OUTPUT_NAME = "evaluation"
+REPORT_FILE_NAME = "evaluation.json"
+PROPERTY_FILE_NAME = "EvaluationReport"
+# Where evaluate.py writes the accuracy in evaluation.json (see docs/model.md).
+ACCURACY_JSON_PATH = "multiclass_classification_metrics.accuracy.value"
+
+
+def evaluation_report() -> PropertyFile:
+    return PropertyFile(name=PROPERTY_FILE_NAME, output_name=OUTPUT_NAME, path=REPORT_FILE_NAME)
+
+
+def evaluate_arguments() -> list[str]:
+    # --model-archive may name the folder holding model.tar.gz; evaluate.py unpacks it.
+    return ["--model-archive", MODEL_DIR, "--test-dir", TEST_DATA_DIR, "--output-dir", OUTPUT_DIR]
+
+
+def build_evaluate_step(
+    settings: PipelineDefinitionSettings,
+    params: PipelineParameters,
+    prepare_step: ProcessingStep,
+    train_step: TrainingStep,
+    report: PropertyFile,
+    session,
+) -> ProcessingStep:
+    deploy_time = settings.deploy_time
+    processor = Processor(
+        role=deploy_time.pipeline_role_arn,
+        image_uri=images.processing_image_uri(settings.region),
+        # The test split is small: one host is enough and keeps the report in one file.
+        instance_count=1,
+        instance_type=params.processing_instance_type,
+        entrypoint=bundled_script.entrypoint(SCRIPT),
+        volume_size_in_gb=settings.processing_volume_size_gb,
+        output_kms_key=deploy_time.kms_key_arn,
+        max_runtime_in_seconds=settings.processing_max_runtime_seconds,
+        base_job_name="evaluate-review-classifier",
+        sagemaker_session=session,
+    )
+    step_args = processor.run(
+        inputs=[
+            bundled_script.code_input(deploy_time.code_bundle_s3_uri),
+            ProcessingInput(
+                input_name="model",
+                source=train_step.properties.ModelArtifacts.S3ModelArtifacts,
+                destination=MODEL_DIR,
+            ),
+            ProcessingInput(
+                input_name="test",
+                source=prepare_step.properties.ProcessingOutputConfig.Outputs["test"].S3Output.S3Uri,
+                destination=TEST_DATA_DIR,
+            ),
+        ],
+        outputs=[
+            ProcessingOutput(
+                output_name=OUTPUT_NAME,
+                source=OUTPUT_DIR,
+                destination=execution_s3_uri(deploy_time.artifacts_bucket_name, "evaluation"),
+            )
+        ],
+        arguments=evaluate_arguments(),
+    )
+    return ProcessingStep(
+        name=STEP_NAME,
+        description="Score the trained model on the test split; write evaluation.json",
+        step_args=step_args,
+        property_files=[report],
+        # Its inputs name the model artifact, so a cached training run gives a cache hit here too.
+        cache_config=CacheConfig(enable_caching=True, expire_after=settings.cache_expire_after),
+    )

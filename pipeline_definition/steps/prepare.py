@@ -1,0 +1,83 @@
+"""The prepare step: balance, split and tokenize the raw reviews, ingest them into the
+environment's Feature Group, and write the train/validation/test splits."""
+
+from __future__ import annotations
+
+from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor
+from sagemaker.workflow.steps import CacheConfig, ProcessingStep
+
+from pipeline_definition import images
+from pipeline_definition.locations import execution_s3_uri
+from pipeline_definition.parameters import PipelineParameters
+from pipeline_definition.settings import PipelineDefinitionSettings
+from pipeline_definition.steps import bundled_script
+
+STEP_NAME = "PrepareReviews"
+SCRIPT = "prepare.py"
+RAW_INPUT_DIR = "/opt/ml/processing/input/raw"
+OUTPUT_DIR = "/opt/ml/processing/output"
+OUTPUT_NAMES = ("train", "validation", "test", "report")
+PREPARED_PREFIX = "reviews/prepared"
+
+
+def prepare_arguments(settings: PipelineDefinitionSettings, params: PipelineParameters) -> list:
+    """prepare.py's command line; numbers go through to_string() because the service accepts
+    only strings as container arguments (a bare Get of an Integer parameter fails the job)."""
+    return [
+        "--input-dir", RAW_INPUT_DIR,
+        "--output-dir", OUTPUT_DIR,
+        "--tokenizer", params.model_name_or_path,
+        "--max-seq-length", params.max_seq_length.to_string(),
+        "--balance", params.balance_dataset,
+        "--train-fraction", params.train_fraction.to_string(),
+        "--validation-fraction", params.validation_fraction.to_string(),
+        "--test-fraction", params.test_fraction.to_string(),
+        "--random-seed", params.random_seed.to_string(),
+        "--ingest", params.ingest_into_feature_store,
+        "--feature-group-name", settings.deploy_time.feature_group_name,
+    ]
+
+
+def build_prepare_step(settings: PipelineDefinitionSettings, params: PipelineParameters, session) -> ProcessingStep:
+    deploy_time = settings.deploy_time
+    processor = Processor(
+        role=deploy_time.pipeline_role_arn,
+        image_uri=images.processing_image_uri(settings.region),
+        instance_count=params.processing_instance_count,
+        instance_type=params.processing_instance_type,
+        entrypoint=bundled_script.entrypoint(SCRIPT),
+        volume_size_in_gb=settings.processing_volume_size_gb,
+        output_kms_key=deploy_time.kms_key_arn,
+        max_runtime_in_seconds=settings.processing_max_runtime_seconds,
+        base_job_name="prepare-reviews",
+        # prepare ingests into the Feature Store, which needs the region.
+        env={"AWS_DEFAULT_REGION": settings.region},
+        sagemaker_session=session,
+    )
+    step_args = processor.run(
+        inputs=[
+            bundled_script.code_input(deploy_time.code_bundle_s3_uri),
+            # Every host sees every raw file; prepare picks its own share by host index.
+            ProcessingInput(
+                input_name="raw-reviews",
+                source=params.input_data_s3_uri,
+                destination=RAW_INPUT_DIR,
+                s3_data_distribution_type="FullyReplicated",
+            ),
+        ],
+        outputs=[
+            ProcessingOutput(
+                output_name=name,
+                source=f"{OUTPUT_DIR}/{name}",
+                destination=execution_s3_uri(deploy_time.data_bucket_name, PREPARED_PREFIX, name),
+            )
+            for name in OUTPUT_NAMES
+        ],
+        arguments=prepare_arguments(settings, params),
+    )
+    return ProcessingStep(
+        name=STEP_NAME,
+        description="Balance, split and tokenize the raw reviews; ingest them into the Feature Group",
+        step_args=step_args,
+        cache_config=CacheConfig(enable_caching=True, expire_after=settings.cache_expire_after),
+    )

@@ -1,0 +1,304 @@
+"""The pipeline's DAG: steps and their order, what each step reads from the one before, the
+condition's PropertyFile path against what evaluate.py writes, metric regexes against the
+training script's log lines, caching, and run-time overrides of numeric parameters."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from definition_helpers import all_steps, step_named
+
+import evaluate as evaluate_script  # container_code/, on sys.path via tests/conftest.py
+import reviews
+from pipeline_definition.steps import evaluate, prepare, register, train
+
+EXPECTED_PARAMETERS = {
+    "InputDataS3Uri": "String",
+    "ProcessingInstanceType": "String",
+    "ProcessingInstanceCount": "Integer",
+    "TrainingInstanceType": "String",
+    "TrainingInstanceCount": "Integer",
+    "ModelNameOrPath": "String",
+    "Epochs": "Integer",
+    "LearningRate": "Float",
+    "TrainBatchSize": "Integer",
+    "MaxSeqLength": "Integer",
+    "BalanceDataset": "String",
+    "TrainFraction": "Float",
+    "ValidationFraction": "Float",
+    "TestFraction": "Float",
+    "RandomSeed": "Integer",
+    "IngestIntoFeatureStore": "String",
+    "MinAccuracy": "Float",
+    "ModelApprovalStatus": "String",
+}
+
+
+def _parameters(definition: dict) -> dict[str, dict]:
+    return {parameter["Name"]: parameter for parameter in definition["Parameters"]}
+
+
+def _references(node) -> set[str]:
+    """Every Get reference anywhere under `node`."""
+    text = json.dumps(node)
+    return set(re.findall(r'"Get": "([^"]+)"', text))
+
+
+def _argument_after(arguments: list, flag: str):
+    return arguments[arguments.index(flag) + 1]
+
+
+def test_parameters_and_their_environment_defaults(definition, environment_name):
+    from stacks.config import load_environment
+
+    config = load_environment(environment_name).pipeline
+    parameters = _parameters(definition)
+    assert {name: p["Type"] for name, p in parameters.items()} == EXPECTED_PARAMETERS
+    assert parameters["ModelNameOrPath"]["DefaultValue"] == config.model_name_or_path == "roberta-base"
+    assert parameters["Epochs"]["DefaultValue"] == config.epochs
+    assert parameters["LearningRate"]["DefaultValue"] == config.learning_rate
+    assert parameters["TrainingInstanceType"]["DefaultValue"] == config.training_instance_type
+    assert parameters["ProcessingInstanceCount"]["DefaultValue"] == config.processing_instance_count
+    assert parameters["MinAccuracy"]["DefaultValue"] == config.min_accuracy
+    assert parameters["ModelApprovalStatus"]["DefaultValue"] == "PendingManualApproval"
+    assert parameters["InputDataS3Uri"]["DefaultValue"] == "s3://${DataBucketName}/reviews/raw/"
+
+
+def test_steps_run_prepare_train_evaluate_then_the_accuracy_gate(dev_definition):
+    assert [(s["Name"], s["Type"]) for s in dev_definition["Steps"]] == [
+        (prepare.STEP_NAME, "Processing"),
+        (train.STEP_NAME, "Training"),
+        (evaluate.STEP_NAME, "Processing"),
+        (register.CONDITION_STEP_NAME, "Condition"),
+    ]
+    condition = step_named(dev_definition, register.CONDITION_STEP_NAME)["Arguments"]
+    assert [(s["Name"], s["Type"]) for s in condition["IfSteps"]] == [
+        ("Register-RegisterModel", "RegisterModel"),
+        ("Create-CreateModel", "Model"),
+    ]
+    assert [(s["Name"], s["Type"]) for s in condition["ElseSteps"]] == [(register.FAIL_STEP_NAME, "Fail")]
+
+
+def test_each_step_reads_the_outputs_of_the_one_before(dev_definition):
+    # Data dependencies (Get references) are what order the steps: no DependsOn needed.
+    train_step = step_named(dev_definition, train.STEP_NAME)
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in train_step["Arguments"]["InputDataConfig"]}
+    assert channels == {
+        split: {"Get": f"Steps.PrepareReviews.ProcessingOutputConfig.Outputs['{split}'].S3Output.S3Uri"}
+        for split in ("train", "validation")
+    }
+    evaluate_inputs = {i["InputName"]: i["S3Input"] for i in step_named(dev_definition, evaluate.STEP_NAME)["Arguments"]["ProcessingInputs"]}
+    assert evaluate_inputs["model"]["S3Uri"] == {"Get": "Steps.TrainModel.ModelArtifacts.S3ModelArtifacts"}
+    assert evaluate_inputs["test"]["S3Uri"] == {"Get": "Steps.PrepareReviews.ProcessingOutputConfig.Outputs['test'].S3Output.S3Uri"}
+    register_step = step_named(dev_definition, "Register-RegisterModel")["Arguments"]
+    assert register_step["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == {"Get": "Steps.TrainModel.ModelArtifacts.S3ModelArtifacts"}
+    assert "DependsOn" not in json.dumps(dev_definition)
+
+
+def test_prepare_outputs_match_the_prepared_split_contract(dev_definition):
+    outputs = step_named(dev_definition, prepare.STEP_NAME)["Arguments"]["ProcessingOutputConfig"]["Outputs"]
+    assert [o["OutputName"] for o in outputs] == [*reviews.SPLIT_NAMES, "report"]
+    for output in outputs:
+        assert output["S3Output"]["LocalPath"] == f"{prepare.OUTPUT_DIR}/{output['OutputName']}"
+        # Keyed by the execution id, never by a timestamp.
+        assert output["S3Output"]["S3Uri"]["Std:Join"]["Values"] == [
+            "s3:/", "${DataBucketName}", "reviews/prepared", {"Get": "Execution.PipelineExecutionId"}, output["OutputName"]
+        ]
+    raw = step_named(dev_definition, prepare.STEP_NAME)["Arguments"]["ProcessingInputs"][1]["S3Input"]
+    assert raw["S3Uri"] == {"Get": "Parameters.InputDataS3Uri"}
+    assert raw["S3DataDistributionType"] == "FullyReplicated"
+
+
+def test_prepare_arguments_are_the_ones_prepare_py_accepts(dev_definition):
+    import prepare as prepare_script
+
+    arguments = step_named(dev_definition, prepare.STEP_NAME)["Arguments"]["AppSpecification"]["ContainerArguments"]
+    flags = [a for a in arguments if isinstance(a, str) and a.startswith("--")]
+    assert flags == ["--input-dir", "--output-dir", "--tokenizer", "--max-seq-length", "--balance", "--train-fraction",
+                     "--validation-fraction", "--test-fraction", "--random-seed", "--ingest", "--feature-group-name"]
+    # Run-time values stand in for the parameters: argparse exits on an unknown flag or a bad value.
+    defaults = {p["Name"]: p["DefaultValue"] for p in dev_definition["Parameters"]}
+    concrete = []
+    for argument in arguments:
+        reference = next(iter(_references(argument)), None) if isinstance(argument, dict) else None
+        concrete.append(str(defaults[reference.removeprefix("Parameters.")]) if reference else argument)
+    parsed = prepare_script.build_argument_parser().parse_args(concrete)
+    assert parsed.feature_group_name == "${FeatureGroupName}"
+    assert parsed.input_dir == prepare.RAW_INPUT_DIR and parsed.output_dir == prepare.OUTPUT_DIR
+    assert (parsed.train_fraction, parsed.validation_fraction, parsed.test_fraction) == (0.9, 0.05, 0.05)
+    assert parsed.balance is True and parsed.ingest is True and parsed.max_seq_length == 64
+
+
+def test_train_hyperparameters_are_the_ones_train_py_accepts(dev_definition):
+    import train as train_script
+
+    hyperparameters = step_named(dev_definition, train.STEP_NAME)["Arguments"]["HyperParameters"]
+    script_arguments = []
+    for name, value in sorted(hyperparameters.items()):
+        if not name.startswith("sagemaker_"):
+            script_arguments += [f"--{name}", "1" if isinstance(value, dict) else json.loads(value)]
+    parsed = train_script.build_parser().parse_args(script_arguments)
+    assert parsed.epochs == 1
+    assert set(hyperparameters) - {n for n in hyperparameters if n.startswith("sagemaker_")} == {
+        "model-name-or-path", "epochs", "learning-rate", "train-batch-size", "seed"
+    }
+
+
+def test_evaluate_arguments_are_the_ones_evaluate_py_accepts(dev_definition):
+    app = step_named(dev_definition, evaluate.STEP_NAME)["Arguments"]["AppSpecification"]
+    parsed = evaluate_script.build_parser().parse_args(app["ContainerArguments"])
+    inputs = {i["InputName"]: i["S3Input"]["LocalPath"] for i in step_named(dev_definition, evaluate.STEP_NAME)["Arguments"]["ProcessingInputs"]}
+    assert parsed.model_archive == inputs["model"]
+    assert parsed.test_dir == inputs["test"]
+    assert parsed.output_dir == evaluate.OUTPUT_DIR
+    assert app["ContainerEntrypoint"][-1] == "evaluate.py"
+
+
+def test_property_file_path_reads_the_accuracy_evaluate_py_writes(dev_definition):
+    evaluate_step = step_named(dev_definition, evaluate.STEP_NAME)
+    [property_file] = evaluate_step["PropertyFiles"]
+    assert property_file == {"PropertyFileName": "EvaluationReport", "OutputName": "evaluation", "FilePath": "evaluation.json"}
+    assert evaluate_script.EVALUATION_FILE == property_file["FilePath"]
+    condition = step_named(dev_definition, register.CONDITION_STEP_NAME)["Arguments"]["Conditions"][0]
+    assert condition["Type"] == "GreaterThanOrEqualTo"
+    assert condition["RightValue"] == {"Get": "Parameters.MinAccuracy"}
+    json_get = condition["LeftValue"]["Std:JsonGet"]
+    assert json_get["PropertyFile"] == {"Get": "Steps.EvaluateModel.PropertyFiles.EvaluationReport"}
+    # Follow the JsonGet path through a report evaluate.py really builds.
+    report = evaluate_script.model_quality_report([0, 1, 2, 2], [0, 1, 2, 1])
+    value = report
+    for key in json_get["Path"].split("."):
+        value = value[key]
+    assert value == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("value", [0.7125, 0.0, 1.0, -0.25, 1234.5, 1e-7, 3.5e-5, 12.000001])
+@pytest.mark.parametrize("name", train.METRIC_NAMES)
+def test_metric_regexes_extract_values_from_real_log_lines(name, value):
+    definitions = {d["Name"]: d["Regex"] for d in train.metric_definitions()}
+    line = reviews.format_metric_line(name, value, epoch=2, step=94)
+    match = re.search(definitions[name], f"2026-11-23 10:00:00 algo-1 {line}")
+    assert match, (definitions[name], line)
+    assert float(match.group(1)) == pytest.approx(value, abs=5e-7)
+    # A line of another metric must not feed this one.
+    for other in set(train.METRIC_NAMES) - {name}:
+        assert not re.search(definitions[name], reviews.format_metric_line(other, value, epoch=1, step=1))
+
+
+def test_metric_regexes_ignore_non_finite_values():
+    for name, regex in ((d["Name"], d["Regex"]) for d in train.metric_definitions()):
+        assert not re.search(regex, reviews.format_metric_line(name, float("nan"), epoch=1, step=1))
+
+
+def test_training_step_carries_metrics_debugger_profiler_and_rules(dev_definition):
+    arguments = step_named(dev_definition, train.STEP_NAME)["Arguments"]
+    assert arguments["AlgorithmSpecification"]["MetricDefinitions"] == train.metric_definitions()
+    hook = arguments["DebugHookConfig"]
+    assert hook["S3OutputPath"] == "s3://${ArtifactsBucketName}/debugger"
+    assert [c["CollectionName"] for c in hook["CollectionConfigurations"]] == ["gradients", "losses", "metrics"]
+    assert arguments["ProfilerConfig"]["S3OutputPath"] == "s3://${ArtifactsBucketName}/profiler"
+    assert arguments["ProfilerConfig"]["ProfilingIntervalInMilliseconds"] == 500
+    rules = {r["RuleConfigurationName"]: r for r in arguments["DebugRuleConfigurations"] + arguments["ProfilerRuleConfigurations"]}
+    assert set(rules) == {"ProfilerReport", "LossNotDecreasing", "Overtraining", "VanishingGradient"}
+    # The rule images come from the SDK's offline region table.
+    assert all(r["RuleEvaluatorImage"].endswith(".dkr.ecr.us-east-1.amazonaws.com/sagemaker-debugger-rules:latest") for r in rules.values())
+    assert "huggingface-pytorch-training" in arguments["AlgorithmSpecification"]["TrainingImage"]
+    assert arguments["HyperParameters"]["sagemaker_submit_directory"] == json.dumps("s3://${CodeBundleBucket}/${CodeBundleKey}")
+    assert arguments["HyperParameters"]["sagemaker_program"] == json.dumps("train.py")
+
+
+def test_caching_is_on_for_prepare_train_and_evaluate(dev_definition):
+    for name in (prepare.STEP_NAME, train.STEP_NAME, evaluate.STEP_NAME):
+        assert step_named(dev_definition, name)["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
+
+
+def test_cache_keys_hold_nothing_that_changes_per_execution(dev_definition):
+    # SageMaker's cache key of a processing step is AppSpecification, Environment and
+    # ProcessingInputs; of a training step also DebugHookConfig, rules, hyperparameters and
+    # input channels. An execution id in any of them would make every run a cache miss.
+    keyed = {
+        prepare.STEP_NAME: ("AppSpecification", "Environment", "ProcessingInputs"),
+        evaluate.STEP_NAME: ("AppSpecification", "Environment", "ProcessingInputs"),
+        train.STEP_NAME: ("AlgorithmSpecification", "DebugHookConfig", "DebugRuleConfigurations", "Environment",
+                          "HyperParameters", "InputDataConfig", "CheckpointConfig"),
+    }
+    for name, fields in keyed.items():
+        arguments = step_named(dev_definition, name)["Arguments"]
+        for field in fields:
+            assert "Execution." not in json.dumps(arguments.get(field)), (name, field)
+
+
+def test_numeric_parameters_reach_jobs_as_run_time_strings(dev_definition):
+    # A baked literal would ignore a run's override; a bare Get of a number fails the job
+    # (container arguments and hyperparameters must be strings): Std:Join turns it into one.
+    def joined(parameter):
+        return {"Std:Join": {"On": "", "Values": [{"Get": f"Parameters.{parameter}"}]}}
+
+    arguments = step_named(dev_definition, prepare.STEP_NAME)["Arguments"]["AppSpecification"]["ContainerArguments"]
+    assert _argument_after(arguments, "--max-seq-length") == joined("MaxSeqLength")
+    assert _argument_after(arguments, "--train-fraction") == joined("TrainFraction")
+    assert _argument_after(arguments, "--random-seed") == joined("RandomSeed")
+    assert _argument_after(arguments, "--tokenizer") == {"Get": "Parameters.ModelNameOrPath"}
+    hyperparameters = step_named(dev_definition, train.STEP_NAME)["Arguments"]["HyperParameters"]
+    assert hyperparameters["epochs"] == joined("Epochs")
+    assert hyperparameters["learning-rate"] == joined("LearningRate")
+    assert hyperparameters["train-batch-size"] == joined("TrainBatchSize")
+    resources = step_named(dev_definition, train.STEP_NAME)["Arguments"]["ResourceConfig"]
+    assert resources["InstanceType"] == {"Get": "Parameters.TrainingInstanceType"}
+    assert resources["InstanceCount"] == {"Get": "Parameters.TrainingInstanceCount"}
+
+
+def test_every_parameter_is_used(dev_definition):
+    used = {ref.removeprefix("Parameters.") for ref in _references(dev_definition["Steps"]) if ref.startswith("Parameters.")}
+    assert used == set(EXPECTED_PARAMETERS)
+
+
+def test_registration_declares_content_types_metrics_and_approval(definition, environment_name):
+    from stacks.config import load_environment
+
+    config = load_environment(environment_name)
+    arguments = step_named(definition, "Register-RegisterModel")["Arguments"]
+    spec = arguments["InferenceSpecification"]
+    assert spec["SupportedContentTypes"] == spec["SupportedResponseMIMETypes"] == ["application/json", "application/jsonlines"]
+    if config.serving.instance_type:
+        assert spec["SupportedRealtimeInferenceInstanceTypes"][0] == config.serving.instance_type
+    assert "-cpu-" in spec["Containers"][0]["Image"]
+    assert spec["Containers"][0]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+    assert spec["Containers"][0]["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
+    assert arguments["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
+    assert arguments["ModelPackageGroupName"] == "${ModelPackageGroupName}"
+    statistics = arguments["ModelMetrics"]["ModelQuality"]["Statistics"]
+    assert statistics["ContentType"] == "application/json"
+    assert statistics["S3Uri"]["Std:Join"]["Values"] == [
+        {"Get": "Steps.EvaluateModel.ProcessingOutputConfig.Outputs['evaluation'].S3Output.S3Uri"}, "evaluation.json"
+    ]
+    create = step_named(definition, "Create-CreateModel")["Arguments"]
+    assert create["PrimaryContainer"]["Image"] == spec["Containers"][0]["Image"]
+
+
+def test_fail_step_states_accuracy_and_threshold(dev_definition):
+    message = step_named(dev_definition, register.FAIL_STEP_NAME)["Arguments"]["ErrorMessage"]["Std:Join"]
+    assert message["On"] == " "
+    values = message["Values"]
+    assert {"Get": "Parameters.MinAccuracy"} in values
+    assert any(isinstance(v, dict) and v.get("Std:JsonGet", {}).get("Path") == evaluate.ACCURACY_JSON_PATH for v in values)
+
+
+def test_processing_steps_run_their_script_from_the_code_bundle(dev_definition):
+    for name, script in ((prepare.STEP_NAME, "prepare.py"), (evaluate.STEP_NAME, "evaluate.py")):
+        arguments = step_named(dev_definition, name)["Arguments"]
+        entrypoint = arguments["AppSpecification"]["ContainerEntrypoint"]
+        assert entrypoint[:2] == ["bash", "-c"] and entrypoint[-1] == script
+        code = next(i for i in arguments["ProcessingInputs"] if i["InputName"] == "code")["S3Input"]
+        assert code["S3Uri"] == "s3://${CodeBundleBucket}/${CodeBundleKey}"
+        assert code["LocalPath"] in entrypoint[2]
+
+
+def test_placeholders_are_the_only_substitutions_in_the_json(definition_text):
+    from pipeline_definition.settings import PLACEHOLDER_NAMES, PSEUDO_PARAMETER_NAMES
+
+    # Fn::Sub reads every "${...}": anything else would break the deploy or be substituted.
+    found = set(re.findall(r"\$\{([^}]*)\}", definition_text))
+    assert found == set(PLACEHOLDER_NAMES) | set(PSEUDO_PARAMETER_NAMES)
