@@ -1,28 +1,112 @@
-"""SCAFFOLD (to be replaced by the foundation work): minimal shared resources of one environment."""
+"""The per-environment foundation: encrypted storage, the pipeline's execution role, the reviews
+Feature Group with its Athena workgroup, and the model registry the other stacks build on."""
 
 from __future__ import annotations
 
 import aws_cdk as cdk
-from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
-from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks.components.encrypted_buckets import (
+    ATHENA_RESULTS_PREFIX,
+    FEATURE_STORE_OFFLINE_PREFIX,
+    EncryptedBuckets,
+    EncryptedBucketsProps,
+)
+from stacks.components.feature_store_query_workgroup import FeatureStoreQueryWorkgroup
+from stacks.components.model_registry import ModelRegistry
+from stacks.components.pipeline_execution_role import PipelineExecutionRole, PipelineExecutionRoleProps
+from stacks.components.reviews_feature_store import ReviewsFeatureStore, ReviewsFeatureStoreProps
 from stacks.config import EnvironmentConfig
 from stacks.shared_resources import SharedResources
 
 
 class FoundationStack(cdk.Stack):
+    # Construct ids below name stateful resources: they are frozen (renaming replaces the resource).
     def __init__(self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, **kwargs) -> None:
         super().__init__(scope, construct_id, **kwargs)
-        key = kms.Key(self, "DataKey", enable_key_rotation=True)
-        logs = s3.Bucket(self, "AccessLogsBucket", encryption=s3.BucketEncryption.S3_MANAGED)
-        data = s3.Bucket(self, "DataBucket", encryption_key=key)
-        artifacts = s3.Bucket(self, "ArtifactsBucket", encryption_key=key)
-        role = iam.Role(self, "PipelineExecutionRole", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"))
+        storage = EncryptedBuckets(
+            self,
+            "Storage",
+            props=EncryptedBucketsProps(
+                resource_prefix=config.resource_prefix,
+                retain_on_delete=config.retain_on_delete,
+                access_log_retention_days=config.log_retention_days,
+            ),
+        )
+        feature_store = ReviewsFeatureStore(
+            self,
+            "ReviewsFeatureStore",
+            props=ReviewsFeatureStoreProps(
+                feature_group_name=config.feature_group_name,
+                key=storage.key,
+                data_bucket=storage.data_bucket,
+                offline_store_prefix=FEATURE_STORE_OFFLINE_PREFIX,
+                online_store_enabled=config.feature_store.online_store_enabled,
+                retain_on_delete=config.retain_on_delete,
+            ),
+        )
+        registry = ModelRegistry(
+            self,
+            "ModelRegistry",
+            model_package_group_name=config.model_package_group_name,
+            retain_on_delete=config.retain_on_delete,
+        )
+        execution_role = PipelineExecutionRole(
+            self,
+            "PipelineExecution",
+            props=PipelineExecutionRoleProps(
+                role_name=config.pipeline_execution_role_name,
+                key=storage.key,
+                data_bucket=storage.data_bucket,
+                artifacts_bucket=storage.artifacts_bucket,
+                feature_group_name=config.feature_group_name,
+                model_package_group_name=config.model_package_group_name,
+                code_assets_bucket_name=_file_assets_bucket_name(self),
+            ),
+        )
+        workgroup = FeatureStoreQueryWorkgroup(
+            self,
+            "FeatureStoreQueries",
+            workgroup_name=config.athena_workgroup_name,
+            key=storage.key,
+            results_bucket=storage.data_bucket,
+            results_prefix=ATHENA_RESULTS_PREFIX,
+        )
+
         self.shared = SharedResources(
-            key=key, data_bucket=data, artifacts_bucket=artifacts, access_logs_bucket=logs,
-            pipeline_execution_role=role, feature_group_name=config.feature_group_name,
+            key=storage.key,
+            data_bucket=storage.data_bucket,
+            artifacts_bucket=storage.artifacts_bucket,
+            access_logs_bucket=storage.access_logs_bucket,
+            pipeline_execution_role=execution_role.role,
+            feature_group_name=config.feature_group_name,
             model_package_group_name=config.model_package_group_name,
             athena_workgroup_name=config.athena_workgroup_name,
         )
+
+        for output_id, value, description in (
+            ("DataBucketName", storage.data_bucket.bucket_name, "Raw reviews, splits, offline store, data capture"),
+            ("ArtifactsBucketName", storage.artifacts_bucket.bucket_name, "Pipeline code, models, Debugger/Profiler output"),
+            ("AccessLogsBucketName", storage.access_logs_bucket.bucket_name, "S3 server access logs"),
+            ("DataKeyArn", storage.key.key_arn, "KMS key that encrypts this environment's data"),
+            ("PipelineExecutionRoleArn", execution_role.role.role_arn, "Role of the pipeline and its jobs"),
+            ("FeatureGroupName", feature_store.feature_group.ref, "Reviews feature group"),
+            ("OfflineStoreS3Uri", feature_store.offline_store_s3_uri, "Where the offline store writes"),
+            ("ModelPackageGroupName", registry.model_package_group.model_package_group_name, "Model registry group"),
+            ("AthenaWorkgroupName", workgroup.workgroup.ref, "Athena workgroup for offline store queries"),
+        ):
+            cdk.CfnOutput(self, output_id, value=value, description=description)
+
+
+def _file_assets_bucket_name(stack: cdk.Stack) -> str:
+    """The CDK bootstrap assets bucket that holds this stack's file assets (the pipeline code)."""
+    synthesizer = stack.synthesizer
+    qualifier = (
+        synthesizer.bootstrap_qualifier if isinstance(synthesizer, cdk.DefaultStackSynthesizer) else None
+    ) or cdk.DefaultStackSynthesizer.DEFAULT_QUALIFIER
+    return (
+        cdk.DefaultStackSynthesizer.DEFAULT_FILE_ASSETS_BUCKET_NAME
+        .replace("${Qualifier}", qualifier)
+        .replace("${AWS::AccountId}", stack.account)
+        .replace("${AWS::Region}", stack.region)
+    )

@@ -1,0 +1,122 @@
+"""cdk.json's environments load into typed configs, and bad input fails naming environment and key."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from stacks.config import (
+    CDK_JSON,
+    ENVIRONMENTS_CONTEXT_KEY,
+    ConfigError,
+    EnvironmentConfig,
+    load_environment,
+    parse_environments,
+)
+
+CONTEXT = json.loads(CDK_JSON.read_text())["context"]
+
+
+def raw_environments() -> dict:
+    return copy.deepcopy(CONTEXT[ENVIRONMENTS_CONTEXT_KEY])
+
+
+def test_cdk_json_defines_the_three_environments():
+    assert set(raw_environments()) == {"dev", "staging", "prod"}
+
+
+def test_every_environment_loads(environment_name):
+    config = load_environment(environment_name)
+    assert isinstance(config, EnvironmentConfig)
+    assert config.name == environment_name
+    assert config.resource_prefix == f"review-classifier-{environment_name}"
+    assert config.stack_name("foundation") == f"review-classifier-{environment_name}-foundation"
+
+
+def test_derived_names_differ_between_environments():
+    configs = parse_environments(raw_environments())
+    for name in ("feature_group_name", "model_package_group_name", "pipeline_name",
+                 "endpoint_name", "athena_workgroup_name", "pipeline_execution_role_name"):
+        values = [getattr(config, name) for config in configs]
+        assert len(set(values)) == len(values), name
+
+
+def test_only_prod_is_retained_on_delete():
+    retained = {config.name for config in parse_environments(raw_environments()) if config.retain_on_delete}
+    assert retained == {"prod"}
+
+
+def test_selecting_one_environment_returns_only_it():
+    [config] = parse_environments(raw_environments(), selected="staging")
+    assert config.name == "staging"
+
+
+def test_unknown_environment_names_the_known_ones():
+    with pytest.raises(ConfigError, match=r"unknown environment 'qa'.*dev, prod, staging"):
+        parse_environments(raw_environments(), selected="qa")
+
+
+def test_missing_environments_key_is_reported():
+    with pytest.raises(ConfigError, match=r"'environments' must be a non-empty object"):
+        parse_environments(None)
+
+
+def test_missing_key_names_environment_and_key():
+    environments = raw_environments()
+    del environments["dev"]["pipeline"]["min_accuracy"]
+    with pytest.raises(ConfigError) as error:
+        parse_environments(environments)
+    assert "environments.dev.pipeline.min_accuracy" in str(error.value)
+    assert "Field required" in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("environment", "path", "bad_value"),
+    [
+        ("dev", ("pipeline", "min_accuracy"), 1.5),
+        ("staging", ("account",), "12345"),
+        ("prod", ("region",), "Europe"),
+        ("prod", ("removal_policy",), "keep"),
+        ("dev", ("log_retention_days",), 10),
+        ("staging", ("pipeline", "training_instance_type"), "g5.2xlarge"),
+        ("dev", ("serving", "serverless", "memory_size_mb"), 1000),
+    ],
+)
+def test_bad_value_names_environment_and_key(environment, path, bad_value):
+    environments = raw_environments()
+    target = environments[environment]
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = bad_value
+    with pytest.raises(ConfigError) as error:
+        parse_environments(environments)
+    assert f"environments.{environment}.{'.'.join(path)}" in str(error.value)
+
+
+def test_unknown_key_is_rejected_by_name():
+    environments = raw_environments()
+    environments["prod"]["pipeline"]["learning_rat"] = 0.1
+    with pytest.raises(ConfigError, match=r"environments\.prod\.pipeline\.learning_rat"):
+        parse_environments(environments)
+
+
+def test_serving_mode_must_be_exactly_one():
+    environments = raw_environments()
+    environments["staging"]["serving"]["serverless"] = {"memory_size_mb": 2048, "max_concurrency": 1}
+    with pytest.raises(ConfigError, match=r"environments\.staging\.serving.*exactly one"):
+        parse_environments(environments)
+
+
+def test_environment_that_is_not_an_object_is_reported():
+    environments = raw_environments()
+    environments["dev"] = "oops"
+    with pytest.raises(ConfigError, match=r"environments\.dev: expected an object"):
+        parse_environments(environments)
+
+
+def test_config_is_immutable():
+    config = load_environment("dev")
+    with pytest.raises(Exception):
+        config.region = "eu-west-1"  # type: ignore[misc]

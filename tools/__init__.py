@@ -1,0 +1,1 @@
+"""Command-line helpers for working with a deployed environment."""
