@@ -21,7 +21,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 CDK := npx --no-install cdk
 ENV ?=
 
-.PHONY: help all setup setup-ml setup-dev synth diff deploy demo test bench clean
+.PHONY: help all setup setup-ml setup-dev data synth diff deploy demo demo-small test bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -44,6 +44,12 @@ $(STAMPS)/dev: $(STAMPS)/ml requirements-dev.txt
 	$(PIP) install -r requirements-dev.txt
 	mkdir -p $(STAMPS) && touch $@
 
+SAMPLE_DATA := .data/reviews
+
+$(SAMPLE_DATA)/.done: $(STAMPS)/ml local_pipeline/sample_data.py
+	$(PYTHON) -m local_pipeline.sample_data --dest $(SAMPLE_DATA)
+	touch $@
+
 setup: $(STAMPS)/core ## virtual env with the CDK app's dependencies, and the pinned CDK CLI
 setup-ml: $(STAMPS)/ml ## + what container_code needs to run locally
 setup-dev: $(STAMPS)/dev ## + test tooling
@@ -58,7 +64,18 @@ diff: setup ## compare ENV's stacks with what is deployed (needs credentials)
 deploy: setup ## deploy ENV's stacks (needs credentials and a bootstrapped account)
 	$(CDK) deploy -c env=$(ENV) "review-classifier-$(ENV)-*"
 
-test: setup-dev ## run the whole test suite
+data: $(SAMPLE_DATA)/.done ## fetch the sample reviews (vaderSentiment's sdist) and convert them
+
+demo: data ## run prepare -> train -> evaluate -> register -> serve locally with MiniLM
+	$(PYTHON) -m local_pipeline.run_demo --data $(SAMPLE_DATA)
+
+demo-small: data ## the demo, cut down to run in a couple of minutes (what CI runs)
+	$(PYTHON) -m local_pipeline.run_demo --data $(SAMPLE_DATA) --small
+
+bench: setup-dev data ## run every benchmark and print its figures
+	for script in benchmarks/*.py; do echo "== $$script"; $(PYTHON) $$script || exit 1; done
+
+test: setup-dev data ## run the whole test suite
 	$(PYTHON) -m pytest
 
 clean: ## remove generated files (keeps the virtual env)

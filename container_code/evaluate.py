@@ -1,0 +1,148 @@
+"""SageMaker processing step: scores the trained model on the test split and writes
+evaluation.json in SageMaker's model-quality format (the pipeline's accuracy condition reads
+it), a per-class report and a confusion-matrix picture."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Sequence
+
+import model_io
+import reviews
+import split_dataset
+
+EVALUATION_FILE = "evaluation.json"
+CLASS_REPORT_FILE = "classification_report.json"
+CONFUSION_MATRIX_PICTURE = "confusion_matrix.png"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--model-archive", default="/opt/ml/processing/input/model/model.tar.gz",
+                        help="model.tar.gz, a directory holding it, or an unpacked artifact directory")
+    parser.add_argument("--test-dir", default="/opt/ml/processing/input/test")
+    parser.add_argument("--output-dir", default="/opt/ml/processing/evaluation")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--max-samples", type=int, default=0, help="score only the first N test rows (0: all)")
+    return parser
+
+
+def model_quality_report(actual: Sequence[int], predicted: Sequence[int]) -> dict:
+    """SageMaker's multiclass model-quality JSON; labels are the class names."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    if len(actual) != len(predicted) or not actual:
+        raise ValueError(f"need as many predictions as labels, and at least one (got {len(actual)}, {len(predicted)})")
+    label_ids = sorted(reviews.ID2LABEL)
+    precision, recall, f1, _ = precision_recall_fscore_support(
+        actual, predicted, labels=label_ids, average="weighted", zero_division=0
+    )
+    matrix = confusion_matrix(actual, predicted, labels=label_ids)
+
+    def metric(value: float) -> dict:
+        # SageMaker's model-quality schema writes an unknown deviation as the string "NaN".
+        return {"value": float(value), "standard_deviation": "NaN"}
+
+    return {
+        "multiclass_classification_metrics": {
+            "accuracy": metric(accuracy_score(actual, predicted)),
+            "weighted_precision": metric(precision),
+            "weighted_recall": metric(recall),
+            "weighted_f1": metric(f1),
+            "confusion_matrix": {
+                reviews.ID2LABEL[a]: {reviews.ID2LABEL[p]: int(matrix[i, j]) for j, p in enumerate(label_ids)}
+                for i, a in enumerate(label_ids)
+            },
+        }
+    }
+
+
+def per_class_report(actual: Sequence[int], predicted: Sequence[int]) -> dict:
+    from sklearn.metrics import classification_report
+
+    return classification_report(
+        actual, predicted, labels=sorted(reviews.ID2LABEL), target_names=list(reviews.LABEL_NAMES),
+        output_dict=True, zero_division=0,
+    )
+
+
+def draw_confusion_matrix(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # processing containers have no display
+    import matplotlib.pyplot as plt
+
+    matrix = report["multiclass_classification_metrics"]["confusion_matrix"]
+    names = list(reviews.LABEL_NAMES)
+    counts = [[matrix[a][p] for p in names] for a in names]
+    figure, axes = plt.subplots(figsize=(4.5, 4))
+    axes.imshow(counts, cmap="Blues")
+    axes.set_xticks(range(len(names)), names)
+    axes.set_yticks(range(len(names)), names)
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("actual")
+    largest = max(max(row) for row in counts) or 1
+    for i, row in enumerate(counts):
+        for j, count in enumerate(row):
+            axes.text(j, i, str(count), ha="center", va="center", color="white" if count > largest / 2 else "black")
+    accuracy = report["multiclass_classification_metrics"]["accuracy"]["value"]
+    axes.set_title(f"test accuracy {accuracy:.3f}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def predict_split(model, split: split_dataset.TokenizedSplit, batch_size: int) -> list[int]:
+    import torch
+
+    loader = torch.utils.data.DataLoader(
+        split_dataset.SplitRows(split), batch_size=batch_size, shuffle=False,
+        collate_fn=split_dataset.TrimmedBatchCollator(split, trim_padding=True),
+    )
+    predicted: list[int] = []
+    started = last = time.monotonic()
+    for batch_number, batch in enumerate(loader, start=1):
+        probabilities = model_io.class_probabilities(model, batch["input_ids"], batch["attention_mask"])
+        predicted.extend(probabilities.argmax(dim=-1).tolist())
+        if time.monotonic() - last > 30 or batch_number == len(loader):
+            last = time.monotonic()
+            print(f"scored {len(predicted)}/{len(split)} test reviews in {last - started:.0f}s", flush=True)
+    return predicted
+
+
+def write_outputs(actual: Sequence[int], predicted: Sequence[int], output_dir: Path) -> dict:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    report = model_quality_report(actual, predicted)
+    (output_dir / EVALUATION_FILE).write_text(json.dumps(report, indent=2) + "\n")
+    (output_dir / CLASS_REPORT_FILE).write_text(json.dumps(per_class_report(actual, predicted), indent=2) + "\n")
+    draw_confusion_matrix(report, output_dir / CONFUSION_MATRIX_PICTURE)
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
+    if args.batch_size < 1 or args.max_samples < 0:
+        raise SystemExit("--batch-size must be >= 1 and --max-samples >= 0")
+    with tempfile.TemporaryDirectory(prefix="model-") as unpacked:
+        model_dir = model_io.unpack_model_archive(Path(args.model_archive), Path(unpacked))
+        model, tokenizer, _ = model_io.load_for_inference(model_dir)
+        test_split = split_dataset.load_split(
+            Path(args.test_dir), pad_token_id=tokenizer.pad_token_id, max_rows=args.max_samples or None
+        )
+        print(f"scoring {len(test_split)} test reviews on {next(model.parameters()).device}", flush=True)
+        predicted = predict_split(model, test_split, args.batch_size)
+    report = write_outputs(test_split.label_ids.tolist(), predicted, Path(args.output_dir))
+    metrics = report["multiclass_classification_metrics"]
+    for name in ("accuracy", "weighted_precision", "weighted_recall", "weighted_f1"):
+        print(f"{name}: {metrics[name]['value']:.4f}", flush=True)
+    print(f"wrote {EVALUATION_FILE}, {CLASS_REPORT_FILE} and {CONFUSION_MATRIX_PICTURE} to {args.output_dir}")
+    return report
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

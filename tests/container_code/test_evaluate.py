@@ -1,0 +1,101 @@
+"""evaluate.py: SageMaker's model-quality JSON on a known prediction set, and the processing
+step end to end on the trained tiny model's model.tar.gz."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import evaluate
+import model_io
+import reviews
+import split_dataset
+
+# negative, neutral, positive = 0, 1, 2; two reviews of each class.
+ACTUAL = [0, 0, 1, 1, 2, 2]
+PREDICTED = [0, 1, 1, 1, 2, 0]
+
+
+def test_model_quality_report_on_a_known_prediction_set():
+    report = evaluate.model_quality_report(ACTUAL, PREDICTED)
+    metrics = report["multiclass_classification_metrics"]
+    # Worked by hand: precision per class 1/2, 2/3, 1; recall 1/2, 1, 1/2; F1 1/2, 4/5, 2/3;
+    # every class has support 2, so the weighted means are plain means.
+    assert metrics["accuracy"] == {"value": pytest.approx(4 / 6), "standard_deviation": "NaN"}
+    assert metrics["weighted_precision"]["value"] == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)
+    assert metrics["weighted_recall"]["value"] == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)
+    assert metrics["weighted_f1"]["value"] == pytest.approx((1 / 2 + 4 / 5 + 2 / 3) / 3)
+    assert metrics["confusion_matrix"] == {
+        "negative": {"negative": 1, "neutral": 1, "positive": 0},
+        "neutral": {"negative": 0, "neutral": 2, "positive": 0},
+        "positive": {"negative": 1, "neutral": 0, "positive": 1},
+    }
+
+
+def test_report_has_exactly_the_contract_shape_and_is_json():
+    report = json.loads(json.dumps(evaluate.model_quality_report(ACTUAL, PREDICTED)))
+    assert list(report) == ["multiclass_classification_metrics"]
+    metrics = report["multiclass_classification_metrics"]
+    assert set(metrics) == {"accuracy", "weighted_precision", "weighted_recall", "weighted_f1", "confusion_matrix"}
+    for name in ("accuracy", "weighted_precision", "weighted_recall", "weighted_f1"):
+        assert set(metrics[name]) == {"value", "standard_deviation"}
+        assert isinstance(metrics[name]["value"], float)
+    assert all(set(row) == set(reviews.LABEL_NAMES) for row in metrics["confusion_matrix"].values())
+
+
+def test_a_class_never_predicted_counts_as_zero_precision_not_an_error():
+    report = evaluate.model_quality_report([0, 1, 2], [0, 0, 0])
+    metrics = report["multiclass_classification_metrics"]
+    assert metrics["accuracy"]["value"] == pytest.approx(1 / 3)
+    assert metrics["weighted_precision"]["value"] == pytest.approx((1 / 3) / 3)
+    assert metrics["confusion_matrix"]["positive"] == {"negative": 1, "neutral": 0, "positive": 0}
+
+
+def test_mismatched_or_empty_predictions_are_refused():
+    with pytest.raises(ValueError, match="as many predictions as labels"):
+        evaluate.model_quality_report([0, 1], [0])
+    with pytest.raises(ValueError):
+        evaluate.model_quality_report([], [])
+
+
+def test_per_class_report_and_picture(tmp_path):
+    report = evaluate.write_outputs(ACTUAL, PREDICTED, tmp_path)
+    per_class = json.loads((tmp_path / evaluate.CLASS_REPORT_FILE).read_text())
+    assert per_class["neutral"] == {"precision": pytest.approx(2 / 3), "recall": 1.0, "f1-score": pytest.approx(0.8), "support": 2.0}
+    assert per_class["accuracy"] == pytest.approx(report["multiclass_classification_metrics"]["accuracy"]["value"])
+    assert (tmp_path / evaluate.CONFUSION_MATRIX_PICTURE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_processing_step_scores_the_test_split_from_model_tar_gz(model_archive, prepared_dir, tmp_path):
+    # As the pipeline calls it: --model-archive names the folder that holds model.tar.gz.
+    completed = subprocess.run(
+        [sys.executable, "evaluate.py", "--model-archive", str(model_archive.parent),
+         "--test-dir", str(prepared_dir / "test"), "--output-dir", str(tmp_path / "evaluation")],
+        cwd=Path(evaluate.__file__).parent, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    metrics = json.loads((tmp_path / "evaluation" / "evaluation.json").read_text())["multiclass_classification_metrics"]
+
+    # The same predictions computed here, independently of evaluate.py's batching.
+    model, tokenizer, _ = model_io.load_for_inference(model_io.unpack_model_archive(model_archive, tmp_path / "unpacked"))
+    test = split_dataset.load_split(prepared_dir / "test", pad_token_id=tokenizer.pad_token_id)
+    expected_correct = 0
+    for row, label in zip(test.input_ids, test.label_ids):
+        ids = row[row != tokenizer.pad_token_id].unsqueeze(0)
+        probabilities = model_io.class_probabilities(model, ids, ids.new_ones(ids.shape))
+        expected_correct += int(probabilities.argmax() == label)
+    assert metrics["accuracy"]["value"] == pytest.approx(expected_correct / len(test))
+    assert sum(sum(row.values()) for row in metrics["confusion_matrix"].values()) == len(test) == 48
+    assert metrics["accuracy"]["value"] > 0.55  # the tiny model learned (chance is 1/3)
+    assert "accuracy:" in completed.stdout
+    for name in (evaluate.CLASS_REPORT_FILE, evaluate.CONFUSION_MATRIX_PICTURE):
+        assert (tmp_path / "evaluation" / name).is_file()
+
+
+def test_a_missing_model_archive_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="model archive .*model.tar.gz does not exist"):
+        model_io.unpack_model_archive(tmp_path, tmp_path / "out")
