@@ -15,6 +15,7 @@ from sagemaker.debugger import (
 )
 from sagemaker.huggingface import HuggingFace
 from sagemaker.inputs import TrainingInput
+from sagemaker.workflow.functions import Join
 from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep
 
 from pipeline_definition import images
@@ -80,6 +81,25 @@ def rules() -> list:
     ]
 
 
+def checkpoint_s3_uri(deploy_time, params: PipelineParameters, prepare_step: ProcessingStep) -> Join:
+    """Where SageMaker syncs /opt/ml/checkpoints, so a spot-interrupted job resumes.
+
+    Keyed by what the training result depends on (the prepare job that produced the data, the
+    code bundle, the hyperparameters) rather than by the execution id: CheckpointConfig is part
+    of the training step's cache key, so an execution id would defeat caching, while a fixed
+    prefix would let a run resume from another configuration's weights.
+    """
+    code_bundle_key = deploy_time.code_bundle_s3_uri.rsplit("/", 1)[-1]
+    return Join(
+        on="/",
+        values=[
+            "s3:/", deploy_time.artifacts_bucket_name, "checkpoints",
+            prepare_step.properties.ProcessingJobName, code_bundle_key,
+            *hyperparameters(params).values(),
+        ],
+    )
+
+
 def build_train_step(
     settings: PipelineDefinitionSettings, params: PipelineParameters, prepare_step: ProcessingStep, session
 ) -> TrainingStep:
@@ -107,6 +127,7 @@ def build_train_step(
         max_run=settings.training_max_runtime_seconds,
         use_spot_instances=defaults.use_spot_instances,
         max_wait=settings.training_max_runtime_seconds if defaults.use_spot_instances else None,
+        checkpoint_s3_uri=checkpoint_s3_uri(deploy_time, params, prepare_step),
         output_kms_key=deploy_time.kms_key_arn,
         hyperparameters=hyperparameters(params),
         metric_definitions=metric_definitions(),

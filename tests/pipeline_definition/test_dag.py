@@ -230,6 +230,16 @@ def test_cache_keys_hold_nothing_that_changes_per_execution(dev_definition):
             assert "Execution." not in json.dumps(arguments.get(field)), (name, field)
 
 
+def test_checkpoints_are_keyed_by_what_the_trained_weights_depend_on(dev_definition):
+    # A spot-interrupted job resumes from this prefix, so two configurations must never share
+    # one: the data (the prepare job), the code bundle and every hyperparameter are in it.
+    checkpoint_uri = step_named(dev_definition, train.STEP_NAME)["Arguments"]["CheckpointConfig"]["S3Uri"]
+    assert f"Steps.{prepare.STEP_NAME}.ProcessingJobName" in _references(checkpoint_uri)
+    assert "${CodeBundleKey}" in checkpoint_uri["Std:Join"]["Values"]
+    for parameter in ("ModelNameOrPath", "Epochs", "LearningRate", "TrainBatchSize", "RandomSeed"):
+        assert f"Parameters.{parameter}" in _references(checkpoint_uri), parameter
+
+
 def test_numeric_parameters_reach_jobs_as_run_time_strings(dev_definition):
     # A baked literal would ignore a run's override; a bare Get of a number fails the job
     # (container arguments and hyperparameters must be strings): Std:Join turns it into one.
