@@ -120,3 +120,23 @@ def test_config_is_immutable():
     config = load_environment("dev")
     with pytest.raises(Exception):
         config.region = "eu-west-1"  # type: ignore[misc]
+
+
+def test_app_stops_synth_with_the_key_and_no_traceback(tmp_path):
+    """What `cdk synth` shows: app.py exits non-zero with the message, not a stack trace."""
+    import os
+    import subprocess
+    import sys
+
+    from stacks.config import PROJECT_ROOT
+
+    environments = raw_environments()
+    environments["staging"]["pipeline"]["epochs"] = 0
+    context = {**CONTEXT, ENVIRONMENTS_CONTEXT_KEY: environments}
+    result = subprocess.run(
+        [sys.executable, "app.py"], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(tmp_path)},
+    )
+    assert result.returncode == 1
+    assert "environments.staging.pipeline.epochs" in result.stderr
+    assert "Traceback" not in result.stderr
