@@ -70,6 +70,15 @@ def test_per_class_report_and_picture(tmp_path):
     assert (tmp_path / evaluate.CONFUSION_MATRIX_PICTURE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_without_matplotlib_the_metrics_are_still_written(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
+    report = evaluate.write_outputs(ACTUAL, PREDICTED, tmp_path)
+    assert json.loads((tmp_path / evaluate.EVALUATION_FILE).read_text()) == report
+    assert (tmp_path / evaluate.CLASS_REPORT_FILE).is_file()
+    assert not (tmp_path / evaluate.CONFUSION_MATRIX_PICTURE).exists()
+    assert "matplotlib" in capsys.readouterr().err
+
+
 def test_processing_step_scores_the_test_split_from_model_tar_gz(model_archive, prepared_dir, tmp_path):
     # As the pipeline calls it: --model-archive names the folder that holds model.tar.gz.
     completed = subprocess.run(
