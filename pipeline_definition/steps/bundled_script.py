@@ -7,7 +7,10 @@ time; the bundle is already in S3 as a content-addressed CDK asset.
 
 from __future__ import annotations
 
-from sagemaker.processing import ProcessingInput
+from sagemaker.processing import ProcessingInput, Processor
+
+from pipeline_definition import images
+from pipeline_definition.settings import PipelineDefinitionSettings
 
 CODE_INPUT_NAME = "code"
 CODE_INPUT_DIR = "/opt/ml/processing/input/code"
@@ -34,4 +37,32 @@ def code_input(code_bundle_s3_uri: str) -> ProcessingInput:
         input_name=CODE_INPUT_NAME,
         source=code_bundle_s3_uri,
         destination=CODE_INPUT_DIR,
+    )
+
+
+def processor(
+    settings: PipelineDefinitionSettings,
+    *,
+    script_name: str,
+    instance_type,
+    instance_count,
+    base_job_name: str,
+    session,
+    env: dict[str, str] | None = None,
+) -> Processor:
+    """A processing job in the environment's processing image that runs one bundled script,
+    with the environment's role, KMS key, volume and runtime limits."""
+    deploy_time = settings.deploy_time
+    return Processor(
+        role=deploy_time.pipeline_role_arn,
+        image_uri=images.processing_image_uri(settings.region),
+        instance_count=instance_count,
+        instance_type=instance_type,
+        entrypoint=entrypoint(script_name),
+        volume_size_in_gb=settings.processing_volume_size_gb,
+        output_kms_key=deploy_time.kms_key_arn,
+        max_runtime_in_seconds=settings.processing_max_runtime_seconds,
+        base_job_name=base_job_name,
+        env=env,
+        sagemaker_session=session,
     )

@@ -3,11 +3,10 @@ which the accuracy condition reads through a PropertyFile."""
 
 from __future__ import annotations
 
-from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor
+from sagemaker.processing import ProcessingInput, ProcessingOutput
 from sagemaker.workflow.properties import PropertyFile
 from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep
 
-from pipeline_definition import images
 from pipeline_definition.locations import execution_s3_uri
 from pipeline_definition.parameters import PipelineParameters
 from pipeline_definition.settings import PipelineDefinitionSettings
@@ -43,18 +42,14 @@ def build_evaluate_step(
     session,
 ) -> ProcessingStep:
     deploy_time = settings.deploy_time
-    processor = Processor(
-        role=deploy_time.pipeline_role_arn,
-        image_uri=images.processing_image_uri(settings.region),
+    processor = bundled_script.processor(
+        settings,
+        script_name=SCRIPT,
+        instance_type=params.processing_instance_type,
         # The test split is small: one host is enough and keeps the report in one file.
         instance_count=1,
-        instance_type=params.processing_instance_type,
-        entrypoint=bundled_script.entrypoint(SCRIPT),
-        volume_size_in_gb=settings.processing_volume_size_gb,
-        output_kms_key=deploy_time.kms_key_arn,
-        max_runtime_in_seconds=settings.processing_max_runtime_seconds,
         base_job_name="evaluate-review-classifier",
-        sagemaker_session=session,
+        session=session,
     )
     step_args = processor.run(
         inputs=[

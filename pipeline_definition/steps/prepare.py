@@ -3,10 +3,9 @@ environment's Feature Group, and write the train/validation/test splits."""
 
 from __future__ import annotations
 
-from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor
+from sagemaker.processing import ProcessingInput, ProcessingOutput
 from sagemaker.workflow.steps import CacheConfig, ProcessingStep
 
-from pipeline_definition import images
 from pipeline_definition.locations import execution_s3_uri
 from pipeline_definition.parameters import PipelineParameters
 from pipeline_definition.settings import PipelineDefinitionSettings
@@ -40,19 +39,15 @@ def prepare_arguments(settings: PipelineDefinitionSettings, params: PipelinePara
 
 def build_prepare_step(settings: PipelineDefinitionSettings, params: PipelineParameters, session) -> ProcessingStep:
     deploy_time = settings.deploy_time
-    processor = Processor(
-        role=deploy_time.pipeline_role_arn,
-        image_uri=images.processing_image_uri(settings.region),
-        instance_count=params.processing_instance_count,
+    processor = bundled_script.processor(
+        settings,
+        script_name=SCRIPT,
         instance_type=params.processing_instance_type,
-        entrypoint=bundled_script.entrypoint(SCRIPT),
-        volume_size_in_gb=settings.processing_volume_size_gb,
-        output_kms_key=deploy_time.kms_key_arn,
-        max_runtime_in_seconds=settings.processing_max_runtime_seconds,
+        instance_count=params.processing_instance_count,
         base_job_name="prepare-reviews",
         # prepare ingests into the Feature Store, which needs the region.
         env={"AWS_DEFAULT_REGION": settings.region},
-        sagemaker_session=session,
+        session=session,
     )
     step_args = processor.run(
         inputs=[
