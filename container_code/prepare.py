@@ -124,13 +124,6 @@ class PrepareSettings:
     ingest_max_attempts: int
 
 
-def _bool_arg(value: str) -> bool:
-    try:
-        return reviews.parse_bool(value)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
 def _positive_int(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -157,7 +150,7 @@ def build_argument_parser() -> argparse.ArgumentParser:
     data = parser.add_argument_group("data preparation")
     data.add_argument("--tokenizer", default="roberta-base", help="AutoTokenizer name or local path")
     data.add_argument("--max-seq-length", type=_positive_int, default=reviews.TokenizationSettings().max_seq_length, help="input_ids are padded/truncated to this length")
-    data.add_argument("--balance", type=_bool_arg, default="true", metavar="{true,false}", help="down-sample every sentiment class to the size of the smallest")
+    data.add_argument("--balance", type=reviews.bool_argument, default="true", metavar="{true,false}", help="down-sample every sentiment class to the size of the smallest")
     data.add_argument("--train-fraction", type=float, default=0.90, help="share of each class that goes to train/")
     data.add_argument("--validation-fraction", type=float, default=0.05, help="share of each class that goes to validation/")
     data.add_argument("--test-fraction", type=float, default=0.05, help="share of each class that goes to test/")
@@ -169,7 +162,7 @@ def build_argument_parser() -> argparse.ArgumentParser:
     work.add_argument("--log-every-rows", type=_positive_int, default=10000, help="progress line interval while reading and tokenizing")
 
     ingest = parser.add_argument_group("feature store")
-    ingest.add_argument("--ingest", type=_bool_arg, default="false", metavar="{true,false}", help="put every written record into the feature group")
+    ingest.add_argument("--ingest", type=reviews.bool_argument, default="false", metavar="{true,false}", help="put every written record into the feature group")
     ingest.add_argument("--feature-group-name", default=None, help="required with --ingest true")
     ingest.add_argument("--featurestore-endpoint-url", default=None, help="featurestore runtime endpoint; unset, boto3 resolves it (honouring AWS_ENDPOINT_URL_SAGEMAKER_FEATURESTORE_RUNTIME)")
     ingest.add_argument("--ingest-max-workers", type=_positive_int, default=8, help="concurrent PutRecord calls")

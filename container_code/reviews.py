@@ -7,6 +7,7 @@ the standard library, so the pipeline generator and the tests can import it chea
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 from dataclasses import dataclass
@@ -104,6 +105,14 @@ def parse_bool(value: str | bool) -> bool:
     if normalized in {"false", "0", "no"}:
         return False
     raise ValueError(f"expected true or false, got {value!r}")
+
+
+def bool_argument(value: str) -> bool:
+    """`parse_bool` for argparse's `type=`: a bad value becomes a usage error that names it."""
+    try:
+        return parse_bool(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def format_event_time(moment: datetime) -> str:

@@ -33,18 +33,6 @@ DEFAULT_MASTER_PORT = 29500
 # ---------------------------------------------------------------------------- arguments
 
 
-def parse_bool(value: str | bool) -> bool:
-    """SageMaker passes every hyperparameter as a string: accept true/false (any case), 1/0."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in {"true", "1", "yes"}:
-        return True
-    if text in {"false", "0", "no"}:
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
-
-
 def _positive_int(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -75,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     hp.add_argument("--warmup-ratio", type=float, default=0.1, help="share of all steps spent warming up")
     hp.add_argument("--max-grad-norm", type=float, default=1.0)
     hp.add_argument("--seed", type=int, default=42)
-    hp.add_argument("--trim-padding", type=parse_bool, default=True,
+    hp.add_argument("--trim-padding", type=reviews.bool_argument, default=True,
                     help="cut each batch to its longest review instead of max_seq_length")
     hp.add_argument("--mixed-precision", choices=("auto", "no", "fp16", "bf16"), default="auto",
                     help="auto: bf16 where the GPU has it, else fp16; never on CPU")

@@ -147,7 +147,7 @@ def test_max_steps_stops_early_and_still_validates_and_saves(tiny_model_dir, pre
 
 @pytest.mark.parametrize(("text", "expected"), [("true", True), ("False", False), ("1", True), ("no", False)])
 def test_boolean_hyperparameters_arrive_as_strings(text, expected):
-    assert train.parse_bool(text) is expected
+    assert train.build_parser().parse_args(["--trim-padding", text]).trim_padding is expected
 
 
 def test_bad_hyperparameters_are_refused_with_the_argument_name(tmp_path, capsys):
