@@ -20,6 +20,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from stacks.components.lifecycle import log_retention, removal_policy
 from stacks.nag_suppressions import suppress
 
 HANDLER_DIRECTORY = Path(__file__).resolve().parent.parent / "lambdas" / "approval_deployer"
@@ -51,7 +52,7 @@ class ApprovalDeployer(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, props: ApprovalDeployerProps) -> None:
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
-        removal = cdk.RemovalPolicy.RETAIN if props.retain_on_delete else cdk.RemovalPolicy.DESTROY
+        removal = removal_policy(props.retain_on_delete)
 
         self.dead_letter_queue = sqs.Queue(
             self,
@@ -92,9 +93,9 @@ class ApprovalDeployer(Construct):
             max_event_age=cdk.Duration.hours(24),
         ))
 
-        self.log_group = log_group = logs.LogGroup(self, "HandlerLogs", removal_policy=removal)
-        # cdk.json holds days (config.py allows only the values CloudWatch Logs accepts).
-        log_group.node.default_child.retention_in_days = props.log_retention_days
+        self.log_group = log_group = logs.LogGroup(
+            self, "HandlerLogs", retention=log_retention(props.log_retention_days), removal_policy=removal
+        )
         role = iam.Role(
             self,
             "HandlerRole",

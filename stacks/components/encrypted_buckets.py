@@ -10,6 +10,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks.components.lifecycle import removal_policy
 from stacks.nag_suppressions import suppress
 
 # Prefixes with a lifecycle of their own. Other prefixes (raw reviews, processed splits,
@@ -36,7 +37,7 @@ class EncryptedBuckets(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, props: EncryptedBucketsProps) -> None:
         super().__init__(scope, construct_id)
-        removal_policy = cdk.RemovalPolicy.RETAIN if props.retain_on_delete else cdk.RemovalPolicy.DESTROY
+        removal = removal_policy(props.retain_on_delete)
         # A destroyable environment must really be destroyable: CloudFormation cannot delete a
         # non-empty (versioned) bucket, so such buckets get CDK's auto-delete custom resource.
         auto_delete_objects = not props.retain_on_delete
@@ -47,7 +48,7 @@ class EncryptedBuckets(Construct):
             description=f"{props.resource_prefix}: data, artifacts, Feature Store and query results",
             alias=f"alias/{props.resource_prefix}",
             enable_key_rotation=True,
-            removal_policy=removal_policy,
+            removal_policy=removal,
             pending_window=cdk.Duration.days(30 if props.retain_on_delete else 7),
         )
 
@@ -64,7 +65,7 @@ class EncryptedBuckets(Construct):
                     abort_incomplete_multipart_upload_after=ABORT_INCOMPLETE_UPLOADS_AFTER,
                 )
             ],
-            **_private_bucket_settings(removal_policy, auto_delete_objects),
+            **_private_bucket_settings(removal, auto_delete_objects),
         )
         suppress(
             self.access_logs_bucket,
@@ -88,7 +89,7 @@ class EncryptedBuckets(Construct):
                     expiration=ATHENA_RESULTS_RETENTION,
                 ),
             ],
-            **_private_bucket_settings(removal_policy, auto_delete_objects),
+            **_private_bucket_settings(removal, auto_delete_objects),
         )
 
         self.artifacts_bucket = s3.Bucket(
@@ -100,7 +101,7 @@ class EncryptedBuckets(Construct):
             server_access_logs_bucket=self.access_logs_bucket,
             server_access_logs_prefix="artifacts-bucket/",
             lifecycle_rules=_versioned_bucket_rules(),
-            **_private_bucket_settings(removal_policy, auto_delete_objects),
+            **_private_bucket_settings(removal, auto_delete_objects),
         )
 
 

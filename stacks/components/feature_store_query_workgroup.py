@@ -3,7 +3,6 @@ KMS-encrypted in the data bucket and the settings enforced on every query."""
 
 from __future__ import annotations
 
-import aws_cdk as cdk
 from aws_cdk import aws_athena as athena
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3

@@ -3,9 +3,10 @@ with its approval status, which the serving stack follows."""
 
 from __future__ import annotations
 
-import aws_cdk as cdk
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
+
+from stacks.components.lifecycle import removal_policy
 
 
 class ModelRegistry(Construct):
@@ -18,6 +19,4 @@ class ModelRegistry(Construct):
             model_package_group_description="Review sentiment classifiers (negative/neutral/positive)",
         )
         # Registered versions and their approval history are an audit trail: keep them in prod.
-        self.model_package_group.apply_removal_policy(
-            cdk.RemovalPolicy.RETAIN if retain_on_delete else cdk.RemovalPolicy.DESTROY
-        )
+        self.model_package_group.apply_removal_policy(removal_policy(retain_on_delete))

@@ -14,6 +14,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from stacks.components.lifecycle import log_retention, removal_policy
 from stacks.nag_suppressions import suppress
 
 HANDLER_DIRECTORY = Path(__file__).resolve().parent.parent / "lambdas" / "pipeline_upserter"
@@ -34,39 +35,6 @@ PIPELINE_ACTIONS = (
     "sagemaker:StartPipelineExecution",
     "sagemaker:UpdatePipeline",
 )
-_RETENTION_BY_DAYS = {
-    1: logs.RetentionDays.ONE_DAY,
-    3: logs.RetentionDays.THREE_DAYS,
-    5: logs.RetentionDays.FIVE_DAYS,
-    7: logs.RetentionDays.ONE_WEEK,
-    14: logs.RetentionDays.TWO_WEEKS,
-    30: logs.RetentionDays.ONE_MONTH,
-    60: logs.RetentionDays.TWO_MONTHS,
-    90: logs.RetentionDays.THREE_MONTHS,
-    120: logs.RetentionDays.FOUR_MONTHS,
-    150: logs.RetentionDays.FIVE_MONTHS,
-    180: logs.RetentionDays.SIX_MONTHS,
-    365: logs.RetentionDays.ONE_YEAR,
-    400: logs.RetentionDays.THIRTEEN_MONTHS,
-    545: logs.RetentionDays.EIGHTEEN_MONTHS,
-    731: logs.RetentionDays.TWO_YEARS,
-    1096: logs.RetentionDays.THREE_YEARS,
-    1827: logs.RetentionDays.FIVE_YEARS,
-    2192: logs.RetentionDays.SIX_YEARS,
-    2557: logs.RetentionDays.SEVEN_YEARS,
-    2922: logs.RetentionDays.EIGHT_YEARS,
-    3288: logs.RetentionDays.NINE_YEARS,
-    3653: logs.RetentionDays.TEN_YEARS,
-}
-
-
-def retention_for(days: int) -> logs.RetentionDays:
-    """The CloudWatch Logs retention for a number of days; only the values CloudWatch accepts."""
-    try:
-        return _RETENTION_BY_DAYS[days]
-    except KeyError:
-        allowed = ", ".join(str(value) for value in _RETENTION_BY_DAYS)
-        raise ValueError(f"log_retention_days must be one of {allowed}; got {days}") from None
 
 
 class PipelineUpserter(Construct):
@@ -92,10 +60,10 @@ class PipelineUpserter(Construct):
         handler_timeout: cdk.Duration = DEFAULT_HANDLER_TIMEOUT,
     ) -> None:
         super().__init__(scope, id)
-        retention = retention_for(log_retention_days)
+        retention = log_retention(log_retention_days)
         if handler_timeout.to_seconds() > cdk.Duration.minutes(14).to_seconds():
             raise ValueError("handler_timeout must stay under the Provider framework's 15-minute limit (at most 14 minutes)")
-        log_removal_policy = cdk.RemovalPolicy.RETAIN if retain_on_delete else cdk.RemovalPolicy.DESTROY
+        log_removal_policy = removal_policy(retain_on_delete)
 
         handler_log_group = logs.LogGroup(self, "HandlerLogGroup", retention=retention, removal_policy=log_removal_policy)
         handler_role = iam.Role(

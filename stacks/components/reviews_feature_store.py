@@ -12,6 +12,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from stacks.components.lifecycle import removal_policy
 from stacks.nag_suppressions import suppress
 
 RECORD_ID_FEATURE = "review_id"
@@ -128,6 +129,4 @@ class ReviewsFeatureStore(Construct):
         )
         # Feature Store checks its access to the bucket on creation: the policy must exist first.
         self.feature_group.node.add_dependency(self.offline_store_role)
-        self.feature_group.apply_removal_policy(
-            cdk.RemovalPolicy.RETAIN if props.retain_on_delete else cdk.RemovalPolicy.DESTROY
-        )
+        self.feature_group.apply_removal_policy(removal_policy(props.retain_on_delete))
