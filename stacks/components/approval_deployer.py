@@ -7,7 +7,6 @@ failing lands in a dead-letter queue with an alarm, so no approval is lost.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -20,10 +19,10 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from stacks.components.lambda_handlers import HANDLER_RUNTIME, handler_code
 from stacks.components.lifecycle import log_retention, removal_policy
 from stacks.nag_suppressions import suppress
 
-HANDLER_DIRECTORY = Path(__file__).resolve().parent.parent / "lambdas" / "approval_deployer"
 # Mirrors stacks/lambdas/approval_deployer/handler.py (that file may import boto3 only).
 NO_APPROVED_PACKAGE_METRIC = "NoApprovedModelPackage"
 APPROVAL_STATUSES_THAT_DEPLOY = ("Approved", "Rejected")
@@ -106,9 +105,9 @@ class ApprovalDeployer(Construct):
             self,
             "Handler",
             description="Moves the endpoint to the latest Approved model package (via the serving stack)",
-            runtime=lambda_.Runtime.PYTHON_3_14,
+            runtime=HANDLER_RUNTIME,
             handler="handler.handler",
-            code=lambda_.Code.from_asset(str(HANDLER_DIRECTORY), exclude=["__pycache__", "*.pyc"]),
+            code=handler_code("approval_deployer"),
             timeout=HANDLER_TIMEOUT,
             memory_size=256,
             role=role,

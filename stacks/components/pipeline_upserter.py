@@ -4,7 +4,6 @@ with the stack unless the environment retains it. See docs/pipeline-upserter.md.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Mapping
 
 import aws_cdk as cdk
@@ -14,12 +13,11 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from stacks.components.lambda_handlers import HANDLER_RUNTIME, handler_code
 from stacks.components.lifecycle import log_retention, removal_policy
 from stacks.nag_suppressions import suppress
 
-HANDLER_DIRECTORY = Path(__file__).resolve().parent.parent / "lambdas" / "pipeline_upserter"
 RESOURCE_TYPE = "Custom::SageMakerPipeline"
-HANDLER_RUNTIME = lambda_.Runtime.PYTHON_3_14
 # A normal event takes a few seconds. The handler's retry budget is about two minutes per API
 # call in the worst case, and the Provider framework's own function waits up to 15 minutes for
 # it: 5 minutes leaves room for retries and still fails (FAILED, never a hung stack) well
@@ -81,8 +79,7 @@ class PipelineUpserter(Construct):
             description=f"Upserts the SageMaker pipeline {pipeline_name} (CloudFormation custom resource)",
             runtime=HANDLER_RUNTIME,
             handler="handler.on_event",
-            # Excluding caches keeps the asset hash (and so the template) the same on every machine.
-            code=lambda_.Code.from_asset(str(HANDLER_DIRECTORY), exclude=["__pycache__", "*.pyc"]),
+            code=handler_code("pipeline_upserter"),
             timeout=handler_timeout,
             memory_size=256,
             role=handler_role,
