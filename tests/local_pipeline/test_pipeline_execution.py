@@ -1,0 +1,169 @@
+"""The generated `dev` definition, upserted through the real handler into moto and executed
+step by step in the images' parity environments, on a tiny RoBERTa and synthetic reviews; and
+damaged definitions that the executor must fail at the step that is wrong."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.validate import ParamValidator
+
+from local_pipeline import local_aws
+from local_pipeline.executor import ExecutionResult, PipelineExecutor, SelectiveExecution
+from local_pipeline.jobs import JobContext
+from stacks.config import load_environment
+from local_run_support import tiny_training_parameters
+
+pytestmark = pytest.mark.slow
+
+STEP_ORDER = ["PrepareReviews", "TrainModel", "EvaluateModel", "CheckAccuracy", "Register-RegisterModel", "Create-CreateModel"]
+
+
+class LocalPipeline:
+    """One environment deployed into moto, and a way to run executions of it."""
+
+    def __init__(self, work_dir: Path, model_dir: Path):
+        self.config = load_environment("dev")
+        self.environment = local_aws.provision(self.config)
+        self.definition = json.loads(local_aws.resolved_definition(self.environment))
+        local_aws.upsert_pipeline(self.environment, json.dumps(self.definition))
+        self.model_dir = model_dir
+        self.sagemaker = boto3.client("sagemaker")
+        self.s3 = boto3.client("s3")
+        self.context = JobContext(self.s3, work_dir, self.config.region, local_aws.MOTO_ACCOUNT_ID,
+                                  local_aws.job_environment(self.config.region), echo=None)
+        self.runs = 0
+
+    def run(self, definition: dict | None = None, selective: SelectiveExecution | None = None, **overrides: str) -> ExecutionResult:
+        if definition is not None:
+            self.sagemaker.update_pipeline(PipelineName=self.config.pipeline_name, PipelineDefinition=json.dumps(definition))
+        self.runs += 1
+        arn = self.sagemaker.start_pipeline_execution(
+            PipelineName=self.config.pipeline_name,
+            PipelineParameters=[{"Name": name, "Value": value}
+                                for name, value in tiny_training_parameters(self.model_dir, **overrides).items()],
+            ClientRequestToken=f"test-execution-{self.runs}".ljust(32, "0"),
+        )["PipelineExecutionArn"]
+        return PipelineExecutor(self.sagemaker, self.s3, self.context, echo=None).execute(arn, selective)
+
+
+@pytest.fixture(scope="module")
+def local_pipeline(tmp_path_factory, tiny_model_for_images, raw_reviews_dir):
+    with local_aws.moto_server() as url, local_aws.aws_endpoint(url, "us-east-1"):
+        pipeline = LocalPipeline(tmp_path_factory.mktemp("jobs"), tiny_model_for_images)
+        local_aws.upload_reviews(pipeline.environment, sorted(raw_reviews_dir.glob("*.csv")), "reviews/raw/")
+        yield pipeline
+
+
+@pytest.fixture(scope="module")
+def baseline(local_pipeline) -> ExecutionResult:
+    result = local_pipeline.run()
+    assert result.status == "Succeeded", result.failure_reason
+    return result
+
+
+def test_every_step_of_the_definition_runs_in_order(baseline):
+    assert [record.name for record in baseline.steps] == STEP_ORDER
+    assert all(record.status == "Succeeded" and record.end_time >= record.start_time for record in baseline.steps)
+    assert baseline.step("CheckAccuracy").metadata == {"Condition": {"Outcome": "True"}}
+
+
+def test_execution_and_step_reports_have_the_services_response_shapes(baseline):
+    model = boto3.client("sagemaker").meta.service_model
+    for operation, response in (("ListPipelineExecutionSteps", baseline.list_steps()),
+                                ("DescribePipelineExecution", baseline.describe())):
+        report = ParamValidator().validate(response, model.operation_model(operation).output_shape)
+        assert not report.has_errors(), report.generate_report()
+
+
+def test_the_registered_package_points_at_the_trained_artifact_and_its_evaluation(local_pipeline, baseline):
+    package_arn = baseline.step_properties["Register-RegisterModel"]["ModelPackageArn"]
+    package = local_pipeline.sagemaker.describe_model_package(ModelPackageName=package_arn)
+    artifact = baseline.step_properties["TrainModel"]["ModelArtifacts"]["S3ModelArtifacts"]
+    assert package["ModelApprovalStatus"] == "PendingManualApproval"
+    assert package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == artifact
+    evaluation_uri = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
+    evaluation = local_aws_json(local_pipeline, evaluation_uri)
+    assert 0.5 <= evaluation["multiclass_classification_metrics"]["accuracy"]["value"] <= 1.0
+    bucket, _, key = artifact[len("s3://"):].partition("/")
+    assert local_pipeline.s3.head_object(Bucket=bucket, Key=key)["ContentLength"] > 0
+    model_name = baseline.step_properties["Create-CreateModel"]["ModelName"]
+    assert local_pipeline.sagemaker.describe_model(ModelName=model_name)["PrimaryContainer"]["ModelDataUrl"] == artifact
+
+
+def local_aws_json(pipeline: LocalPipeline, uri: str):
+    from local_pipeline.s3_io import read_json_object
+
+    return read_json_object(pipeline.s3, uri)
+
+
+def test_overrides_reach_the_jobs_and_metrics_are_read_from_the_log(baseline):
+    training = baseline.step_properties["TrainModel"]
+    assert training["HyperParameters"]["epochs"] == "8"
+    assert training["HyperParameters"]["learning-rate"] == "0.003"
+    metric_names = {metric["MetricName"] for metric in training["FinalMetricDataList"]}
+    assert metric_names == {"train_loss", "validation_loss", "validation_accuracy"}
+    prepare_arguments = baseline.step_properties["PrepareReviews"]["AppSpecification"]["ContainerArguments"]
+    assert prepare_arguments[prepare_arguments.index("--max-seq-length") + 1] == "32"
+
+
+def _only(result: ExecutionResult, step: str) -> None:
+    assert result.status == "Failed"
+    failed = [record.name for record in result.steps if record.status == "Failed"]
+    assert failed == [step]
+    assert result.failure_reason.startswith(f"Step failure: {step} failed")
+
+
+def _step(definition: dict, name: str) -> dict:
+    return next(step for step in definition["Steps"] if step["Name"] == name)
+
+
+def test_a_wrong_json_get_path_fails_the_condition_step(local_pipeline, baseline):
+    damaged = copy.deepcopy(local_pipeline.definition)
+    condition = _step(damaged, "CheckAccuracy")["Arguments"]["Conditions"][0]
+    condition["LeftValue"]["Std:JsonGet"]["Path"] = "multiclass_classification_metrics.accuracy.valu"
+    result = local_pipeline.run(damaged, SelectiveExecution(baseline, frozenset({"CheckAccuracy"})))
+    _only(result, "CheckAccuracy")
+    assert "'valu' does not exist" in result.failure_reason
+
+
+def test_a_train_channel_on_a_prefix_prepare_never_writes_fails_the_training_step(local_pipeline, baseline):
+    damaged = copy.deepcopy(local_pipeline.definition)
+    channel = _step(damaged, "TrainModel")["Arguments"]["InputDataConfig"][0]
+    assert channel["ChannelName"] == "train"
+    channel["DataSource"]["S3DataSource"]["S3Uri"] = {"Std:Join": {"On": "/", "Values": [
+        {"Get": "Steps.PrepareReviews.ProcessingOutputConfig.Outputs['validation'].S3Output.S3Uri"}, "train"]}}
+    result = local_pipeline.run(damaged, SelectiveExecution(baseline, frozenset({"TrainModel"})))
+    _only(result, "TrainModel")
+    assert "No S3 objects found under S3 URL" in result.failure_reason
+
+
+def test_a_missing_hyperparameter_fails_the_training_step(local_pipeline, baseline):
+    damaged = copy.deepcopy(local_pipeline.definition)
+    del _step(damaged, "TrainModel")["Arguments"]["HyperParameters"]["sagemaker_program"]
+    result = local_pipeline.run(damaged, SelectiveExecution(baseline, frozenset({"TrainModel"})))
+    _only(result, "TrainModel")
+
+
+def test_an_output_name_that_prepare_does_not_declare_fails_the_step_that_reads_it(local_pipeline, baseline):
+    damaged = copy.deepcopy(local_pipeline.definition)
+    evaluate_inputs = _step(damaged, "EvaluateModel")["Arguments"]["ProcessingInputs"]
+    test_input = next(item for item in evaluate_inputs if item["InputName"] == "test")
+    test_input["S3Input"]["S3Uri"] = {"Get": "Steps.PrepareReviews.ProcessingOutputConfig.Outputs['testing'].S3Output.S3Uri"}
+    result = local_pipeline.run(damaged, SelectiveExecution(baseline, frozenset({"EvaluateModel"})))
+    _only(result, "EvaluateModel")
+    assert "no item named 'testing'" in result.failure_reason
+
+
+def test_below_the_threshold_the_fail_step_ends_the_run_and_nothing_is_registered(local_pipeline, baseline):
+    result = local_pipeline.run(local_pipeline.definition, SelectiveExecution(baseline, frozenset({"CheckAccuracy"})),
+                                MinAccuracy="1.01")
+    assert result.status == "Failed"
+    assert [record.name for record in result.steps] == ["CheckAccuracy", "AccuracyBelowThreshold"]
+    assert result.step("CheckAccuracy").metadata == {"Condition": {"Outcome": "False"}}
+    assert result.failure_reason.startswith("Evaluated accuracy ")
+    assert result.failure_reason.endswith("is below the minimum accuracy 1.01")
