@@ -4,8 +4,8 @@ figures, asserts nothing.
 
     .venv/bin/python benchmarks/training.py [--steps 12] [--skip-epoch]
 
-Data: the demo's prepared splits (work/demo/prepare/processing/output, made by `make demo`),
-or prepare.py is run on .data/reviews first. Throughput alternates trimmed and untrimmed
+Data: prepare.py run on the sample reviews (.data/reviews, `make data`) with the demo's
+parameters. Throughput alternates trimmed and untrimmed
 steps on the very same rows, so only the padding differs and load changes hit both alike.
 """
 
@@ -29,16 +29,21 @@ import model_io  # noqa: E402
 import split_dataset  # noqa: E402
 import train  # noqa: E402
 
-DEMO_PREPARED = PROJECT_ROOT / "work" / "demo" / "prepare" / "processing" / "output"
 VALIDATION_ACCURACY = re.compile(r"\[metric\] validation_accuracy=([0-9.]+)")
 
 
-def prepared_splits(work: Path) -> Path:
-    if (DEMO_PREPARED / "train").is_dir():
-        return DEMO_PREPARED
-    settings = run_demo.parse_settings(["--work-dir", str(work)])
-    run_demo.ensure_sample_data(settings.data_dir)
-    return run_demo.prepare(settings)
+def prepared_splits(work: Path, model_name_or_path: str) -> Path:
+    """prepare.py with the demo's split and tokenization parameters, on explicit paths."""
+    parameters = run_demo.demo_parameters(small=False)
+    output = work / "prepared"
+    subprocess.run([
+        sys.executable, "prepare.py", "--input-dir", str(run_demo.DEFAULT_DATA_DIR), "--output-dir", str(output),
+        "--resource-config", "none", "--tokenizer", model_name_or_path,
+        "--max-seq-length", parameters["MaxSeqLength"], "--balance", parameters["BalanceDataset"],
+        "--train-fraction", parameters["TrainFraction"], "--validation-fraction", parameters["ValidationFraction"],
+        "--test-fraction", parameters["TestFraction"], "--ingest", "false",
+    ], cwd=CONTAINER_CODE, check=True)
+    return output
 
 
 def throughput(model_name_or_path: str, prepared: Path, steps: int, batch_size: int) -> None:
@@ -80,12 +85,11 @@ def throughput(model_name_or_path: str, prepared: Path, steps: int, batch_size: 
 def time_to_first_validation(model_name_or_path: str, prepared: Path, work: Path) -> None:
     """train.py with the demo's hyperparameters; seconds from start until it logs the first
     epoch's validation accuracy (model loading and data reading included)."""
-    settings = run_demo.parse_settings(["--work-dir", str(work), "--model-name-or-path", model_name_or_path])
-    arguments = []
-    for name, value in run_demo.training_hyperparameters(settings).items():
-        arguments += [f"--{name}", str(value)]
+    parameters = run_demo.demo_parameters(small=False)
     command = [
-        sys.executable, "train.py", *arguments,
+        sys.executable, "train.py", "--model-name-or-path", model_name_or_path, "--epochs", parameters["Epochs"],
+        "--train-batch-size", parameters["TrainBatchSize"], "--learning-rate", parameters["LearningRate"],
+        "--progress-every-seconds", "20",
         "--train-dir", str(prepared / "train"), "--validation-dir", str(prepared / "validation"),
         "--model-dir", str(work / "model"), "--checkpoint-dir", str(work / "checkpoints"),
         "--hosts", '["algo-1"]', "--current-host", "algo-1", "--num-gpus", "0",
@@ -115,7 +119,7 @@ def main() -> None:
     args = parser.parse_args()
     model_name_or_path = args.model_name_or_path or str(run_demo.packaged_minilm_dir())
     with tempfile.TemporaryDirectory(prefix="training-bench-") as work:
-        prepared = prepared_splits(Path(work) / "prepare-work")
+        prepared = prepared_splits(Path(work), model_name_or_path)
         print(f"model {model_name_or_path}\nprepared splits {prepared}")
         throughput(model_name_or_path, prepared, args.steps, args.batch_size)
         if not args.skip_epoch:
