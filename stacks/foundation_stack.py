@@ -6,6 +6,7 @@ from __future__ import annotations
 import aws_cdk as cdk
 from constructs import Construct
 
+from pipeline_definition import image_registries
 from stacks.components.encrypted_buckets import (
     ATHENA_RESULTS_PREFIX,
     FEATURE_STORE_OFFLINE_PREFIX,
@@ -62,6 +63,7 @@ class FoundationStack(cdk.Stack):
                 feature_group_name=config.feature_group_name,
                 model_package_group_name=config.model_package_group_name,
                 code_assets_bucket_name=_file_assets_bucket_name(self),
+                image_repositories=image_registries.pipeline_repositories(config.region),
             ),
         )
         workgroup = FeatureStoreQueryWorkgroup(

@@ -13,6 +13,7 @@ import re
 import aws_cdk as cdk
 from constructs import Construct
 
+from pipeline_definition import image_registries
 from stacks.components.approval_deployer import ApprovalDeployer, ApprovalDeployerProps
 from stacks.components.approved_model_endpoint import ApprovedModelEndpoint, ApprovedModelEndpointProps
 from stacks.config import EnvironmentConfig
@@ -87,6 +88,7 @@ class ServingStack(cdk.Stack):
                 key=shared.key,
                 data_bucket=shared.data_bucket,
                 artifacts_bucket=shared.artifacts_bucket,
+                image_repositories=image_registries.inference_repositories(config.region),
             ),
         )
         self.deployer = ApprovalDeployer(

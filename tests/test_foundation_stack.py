@@ -11,7 +11,6 @@ import pytest
 from aws_cdk.assertions import Match
 
 import reviews
-from stacks.components.pipeline_execution_role import DEEP_LEARNING_CONTAINERS_ACCOUNT
 from stacks.components.reviews_feature_store import REVIEW_FEATURES
 from stacks.config import load_environment
 
@@ -209,15 +208,6 @@ def test_code_asset_bucket_is_read_only(template_json):
     for statement in role_statements(template_json, "PipelineExecutionRole"):
         if "cdk-hnb659fds-assets" in json.dumps(statement["Resource"]):
             assert set(as_list(statement["Action"])) <= {"s3:GetObject", "s3:ListBucket", "s3:GetBucketLocation"}
-
-
-def test_pipeline_role_pulls_images_only_from_deep_learning_containers(template_json):
-    pulls = [s for s in role_statements(template_json, "PipelineExecutionRole")
-             if "ecr:BatchGetImage" in as_list(s["Action"])]
-    assert pulls
-    for statement in pulls:
-        for resource in as_list(statement["Resource"]):
-            assert f":{DEEP_LEARNING_CONTAINERS_ACCOUNT}:repository/" in json.dumps(resource)
 
 
 def test_metrics_wildcard_is_limited_by_namespace(template_json):

@@ -7,7 +7,7 @@ approved-package parameter), so the stack deploys cleanly before any approval.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aws_cdk as cdk
 from aws_cdk import aws_applicationautoscaling as autoscaling
@@ -19,7 +19,8 @@ from aws_cdk import aws_sagemaker as sagemaker
 from cdk_nag import RegexAppliesTo
 from constructs import Construct
 
-from stacks.components.pipeline_execution_role import DEEP_LEARNING_CONTAINERS_ACCOUNT
+from pipeline_definition.image_registries import ImageRepository
+from stacks.components.image_pulls import image_pull_statements
 from stacks.config import ServingConfig, TrafficShiftingConfig
 from stacks.nag_suppressions import suppress
 
@@ -42,7 +43,8 @@ class ApprovedModelEndpointProps:
     key: kms.IKey
     data_bucket: s3.IBucket
     artifacts_bucket: s3.IBucket
-    image_registry_accounts: tuple[str, ...] = field(default=(DEEP_LEARNING_CONTAINERS_ACCOUNT,))
+    # The inference image's builds: `image_registries.inference_repositories(region)`.
+    image_repositories: tuple[ImageRepository, ...]
 
 
 class ApprovedModelEndpoint(Construct):
@@ -87,17 +89,8 @@ class ApprovedModelEndpoint(Construct):
         # Data capture writes request/response samples to the data bucket, encrypted with the key.
         props.data_bucket.grant_put(role, f"{DATA_CAPTURE_PREFIX}/{props.endpoint_name}/*")
         props.key.grant_encrypt_decrypt(role)
-        role.add_to_policy(iam.PolicyStatement(
-            sid="GetRegistryToken", actions=["ecr:GetAuthorizationToken"], resources=["*"],
-        ))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="PullDeepLearningContainerImages",
-            actions=["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-            resources=[
-                stack.format_arn(service="ecr", account=account, resource="repository", resource_name="*")
-                for account in props.image_registry_accounts
-            ],
-        ))
+        for statement in image_pull_statements(self, props.image_repositories):
+            role.add_to_policy(statement)
         role.add_to_policy(iam.PolicyStatement(
             sid="WriteEndpointLogs",
             actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
@@ -118,14 +111,12 @@ class ApprovedModelEndpoint(Construct):
             RegexAppliesTo(regex=f"/^Resource::.*{_logical_id(props.data_bucket)}.*\\/{DATA_CAPTURE_PREFIX}\\/{props.endpoint_name}\\/\\*$/"),
             "Resource::*",
             f"Resource::arn:<AWS::Partition>:logs:{stack.region}:{stack.account}:log-group:/aws/sagemaker/Endpoints/{props.endpoint_name}:*",
-            *(f"Resource::arn:<AWS::Partition>:ecr:{stack.region}:{account}:repository/*"
-              for account in props.image_registry_accounts),
         ]
         suppress(
             role,
             "AwsSolutions-IAM5",
             "CDK grant helpers for the artifacts bucket (read), the data-capture prefix of the data bucket "
-            "(write) and the environment key; object keys, log streams and DLC repositories are named by "
+            "(write) and the environment key; object keys and log streams are named by "
             "SageMaker at run time; ecr:GetAuthorizationToken and cloudwatch:PutMetricData have no "
             "resource-level permissions (metrics limited to /aws/sagemaker/* by a condition).",
             applies_to=findings,

@@ -11,11 +11,10 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from pipeline_definition.image_registries import ImageRepository
+from stacks.components.image_pulls import image_pull_statements
 from stacks.nag_suppressions import suppress
 
-# AWS Deep Learning Containers (HuggingFace PyTorch training and inference images) live in
-# this registry account in every commercial region.
-DEEP_LEARNING_CONTAINERS_ACCOUNT = "763104351884"
 # SageMaker Pipelines names every job and model it creates `pipelines-<execution id>-<step>-<hash>`.
 PIPELINE_RESOURCE_NAME_PATTERN = "pipelines-*"
 SAGEMAKER_SERVICE = "sagemaker.amazonaws.com"
@@ -30,7 +29,9 @@ class PipelineExecutionRoleProps:
     feature_group_name: str
     model_package_group_name: str
     code_assets_bucket_name: str
-    image_registry_accounts: tuple[str, ...] = (DEEP_LEARNING_CONTAINERS_ACCOUNT,)
+    # What the jobs, their Debugger/Profiler rule evaluators and the pipeline's model run from:
+    # `image_registries.pipeline_repositories(region)`.
+    image_repositories: tuple[ImageRepository, ...]
 
 
 class PipelineExecutionRole(Construct):
@@ -176,23 +177,9 @@ class PipelineExecutionRole(Construct):
             "permissions; metrics are limited to the /aws/sagemaker/ namespaces by a condition.",
         ))
 
-        # --- ECR: pull the AWS Deep Learning Container images the jobs run in.
-        allow("GetRegistryToken", ["ecr:GetAuthorizationToken"], ["*"])
-        registry_arns = [
-            stack.format_arn(service="ecr", account=account, resource="repository", resource_name="*")
-            for account in props.image_registry_accounts
-        ]
-        allow(
-            "PullDeepLearningContainerImages",
-            ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability"],
-            registry_arns,
-        )
-        for account in props.image_registry_accounts:
-            wildcards.append((
-                f"Resource::arn:<AWS::Partition>:ecr:{stack.region}:{account}:repository/*",
-                "Read-only image pulls from the AWS-owned Deep Learning Containers registry account; "
-                "the repository depends on the framework version the pipeline picks.",
-            ))
+        # --- ECR: pull the images the jobs, their rule evaluators and the pipeline's model run from.
+        for statement in image_pull_statements(self, props.image_repositories):
+            self.role.add_to_policy(statement)
 
         # --- Pass this role (and only this role) to the jobs the pipeline starts.
         allow(
