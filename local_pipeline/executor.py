@@ -164,9 +164,11 @@ def job_name(execution_id: str, step_name: str) -> str:
 
 
 class PipelineExecutor:
-    def __init__(self, sagemaker: Any, s3: Any, context: jobs.JobContext, *, echo: TextIO | None = sys.stdout):
+    def __init__(self, sagemaker: Any, context: jobs.JobContext, *, echo: TextIO | None = sys.stdout):
+        # `sagemaker` reads executions as the service does; steps call AWS as the pipeline's
+        # role, through the clients in `context`.
         self.sagemaker = sagemaker
-        self.s3 = s3
+        self.s3 = context.s3
         self.context = context
         self.echo = echo
 
@@ -209,6 +211,11 @@ class PipelineExecutor:
                     properties[name] = selective.source.step_properties[name]
         eligible = [step["Name"] for step in definition["Steps"]]
         done: set[str] = set(properties)
+        for name in sorted(done):
+            step = steps_by_name[name][0]
+            if step["Type"] == "Condition":  # its branch, as the source execution chose it
+                branch = step["Arguments"].get("IfSteps" if properties[name]["Outcome"] else "ElseSteps", [])
+                eligible.extend(branch_step["Name"] for branch_step in branch)
         while not failure:
             ready = [name for name in eligible if name not in done and self._dependencies(steps_by_name, name) <= done]
             if not ready:
@@ -223,7 +230,8 @@ class PipelineExecutor:
                 properties[name], branch = self._run_step(step, context, record, execution_id)
                 record.status = "Succeeded"
                 eligible.extend(branch)
-            except (StepFailed, jobs.JobFailed, ExpressionError, ContainerError, s3_io.NoS3ObjectsError) as error:
+            except (StepFailed, jobs.JobFailed, ExpressionError, ContainerError, s3_io.NoS3ObjectsError,
+                    s3_io.S3TransferError) as error:
                 record.status, record.failure_reason = "Failed", str(error)
             except (ClientError, BotoCoreError) as error:
                 record.status, record.failure_reason = "Failed", f"{type(error).__name__}: {error}"
@@ -234,8 +242,10 @@ class PipelineExecutor:
                 failure = (record.failure_reason if step["Type"] == "Fail"
                            else f"Step failure: {name} failed: {record.failure_reason}")
         pending = [name for name in eligible if name not in done]
+        if selective is not None:
+            pending += sorted(selective.selected_steps - done - set(pending))
         if pending and not failure:
-            failure = f"steps {pending} never became ready: their dependencies did not succeed"
+            failure = f"steps {pending} never ran: their dependencies or branch were not taken"
         return ExecutionResult(
             pipeline_arn=described["PipelineArn"], execution_arn=execution_arn,
             status="Failed" if failure else "Succeeded", failure_reason=failure, steps=records,
@@ -298,12 +308,12 @@ class PipelineExecutor:
                               f"({', '.join(rule['RuleConfigurationName'] for rule in arguments[unemulated])})")
             return jobs.run_training_job(self.context, job, arguments), []
         if kind == "RegisterModel":
-            arn = self.sagemaker.create_model_package(**arguments)["ModelPackageArn"]
+            arn = self.context.sagemaker.create_model_package(**arguments)["ModelPackageArn"]
             record.metadata = {"RegisterModel": {"Arn": arn}}
             return {"ModelPackageArn": arn}, []
         if kind == "Model":
             model_name = job_name(execution_id, name)
-            arn = self.sagemaker.create_model(ModelName=model_name, **arguments)["ModelArn"]
+            arn = self.context.sagemaker.create_model(ModelName=model_name, **arguments)["ModelArn"]
             record.metadata = {"Model": {"Arn": arn}}
             return {"ModelName": model_name, "ModelArn": arn}, []
         raise StepFailed(f"step type {kind} is not emulated locally")

@@ -27,7 +27,10 @@ class JobFailed(Exception):
 class JobContext:
     """What every job of one execution shares."""
 
+    # Clients with the job role's credentials: SageMaker Pipelines creates the jobs, and they
+    # read and write S3, as the pipeline's role.
     s3: Any
+    sagemaker: Any
     work_dir: Path
     region: str
     account_id: str
@@ -83,6 +86,8 @@ def _stage_processing_inputs(context: JobContext, request: Mapping[str, Any], op
 def run_processing_job(context: JobContext, name: str, request: Mapping[str, Any]) -> dict[str, Any]:
     """One processing job; its hosts run one after the other, each with its own /opt/ml."""
     app = request["AppSpecification"]
+    # The service's request validation and the role's sagemaker:CreateProcessingJob permission.
+    context.sagemaker.create_processing_job(ProcessingJobName=name, **request)
     image = containers.parity_image(app["ImageUri"])
     hosts = _hosts(request["ProcessingResources"]["ClusterConfig"]["InstanceCount"])
     command = [*app.get("ContainerEntrypoint", []), *app.get("ContainerArguments", [])]
@@ -163,6 +168,7 @@ def run_training_job(context: JobContext, name: str, request: Mapping[str, Any])
     """A training job on one host: SageMaker's `train` command (the sagemaker-training toolkit
     in the image) with the job's config files, channels and checkpoints under /opt/ml."""
     algorithm = request["AlgorithmSpecification"]
+    context.sagemaker.create_training_job(TrainingJobName=name, **request)
     image = containers.parity_image(algorithm["TrainingImage"])
     count = int(request["ResourceConfig"]["InstanceCount"])
     if count != 1:

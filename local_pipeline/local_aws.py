@@ -1,26 +1,36 @@
-"""A local stand-in for one environment's AWS side: moto's server on 127.0.0.1 with the
-resources the foundation stack would create (buckets, KMS key, model package group), the code
-bundle uploaded as the CDK asset would be, and the pipeline definition upserted through the
-real pipeline-upserter handler, after its `Fn::Sub` placeholders are resolved as
-CloudFormation would resolve them."""
+"""A local stand-in for one environment's AWS side: moto's server on 127.0.0.1 in the
+environment's account with the resources the foundation stack would create (buckets, KMS key,
+model package group), the code bundle uploaded as the CDK asset would be, the synthesized
+templates' IAM roles with their own policies (and access control on), and the pipeline
+definition upserted through the real pipeline-upserter handler, as its role, after its
+`Fn::Sub` placeholders are resolved as CloudFormation would resolve them."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import re
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 import boto3
 
+from local_pipeline import iam
+from local_pipeline.cloudformation import (
+    Deployment,
+    PhysicalResource,
+    RolePolicies,
+    default_physical_resource,
+    find_role,
+    role_policies,
+)
 from pipeline_definition import PipelineDefinitionSettings, definition_json
 from pipeline_definition.code_bundle import build_code_bundle
 from pipeline_definition.settings import PLACEHOLDER_NAMES
 from stacks.config import EnvironmentConfig
 
-MOTO_ACCOUNT_ID = "123456789012"  # moto's default account
 _PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
 # Fake credentials: moto accepts any, and nothing here may reach a real account.
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
@@ -53,16 +63,29 @@ def moto_server() -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    # moto keeps its state per process, not per server: start from nothing, leave nothing.
+    _reset(url)
     try:
-        yield f"http://{host}:{port}"
+        yield url
     finally:
+        # Access control is a process-wide moto setting too: leave it off for other servers.
+        iam.relax_access_control(url)
+        _reset(url)
         server.stop()
 
 
+def _reset(endpoint_url: str) -> None:
+    request = urllib.request.Request(f"{endpoint_url}/moto-api/reset", method="POST")
+    urllib.request.urlopen(request, timeout=10).close()
+
+
 @contextlib.contextmanager
-def aws_endpoint(endpoint_url: str, region: str) -> Iterator[dict[str, str]]:
-    """This process's boto3 clients (and the handlers it calls) talk to `endpoint_url`."""
-    variables = {"AWS_ENDPOINT_URL": endpoint_url, "AWS_DEFAULT_REGION": region, "AWS_REGION": region, **LOCAL_CREDENTIALS}
+def aws_endpoint(endpoint_url: str, region: str, account: str) -> Iterator[dict[str, str]]:
+    """This process's boto3 clients (and the handlers it calls) talk to `endpoint_url`, where
+    every resource lives in `account` (the templates' own account ids stay as they are)."""
+    variables = {"AWS_ENDPOINT_URL": endpoint_url, "AWS_DEFAULT_REGION": region, "AWS_REGION": region,
+                 "MOTO_ACCOUNT_ID": account, **LOCAL_CREDENTIALS}
     saved = {name: os.environ.get(name) for name in [*variables, "AWS_PROFILE", "AWS_SESSION_TOKEN"]}
     os.environ.pop("AWS_PROFILE", None)
     os.environ.pop("AWS_SESSION_TOKEN", None)
@@ -77,14 +100,14 @@ def aws_endpoint(endpoint_url: str, region: str) -> Iterator[dict[str, str]]:
                 os.environ[name] = value
 
 
-def job_environment(region: str) -> dict[str, str]:
+def job_environment(region: str, credentials: iam.Credentials) -> dict[str, str]:
     """What each local job gets from its host besides the step's own Environment: the local AWS
-    endpoint and credentials (on AWS: the job role's), and no model hub (nothing to download)."""
+    endpoint, the job role's credentials, and no model hub (nothing to download)."""
     return {
         "AWS_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"],
         "AWS_DEFAULT_REGION": region,
         "AWS_REGION": region,
-        **LOCAL_CREDENTIALS,
+        **credentials.environment,
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
     }
@@ -112,22 +135,33 @@ class LocalEnvironment:
             "FeatureGroupName": self.config.feature_group_name,
             "ModelPackageGroupName": self.config.model_package_group_name,
             "AWS::Partition": "aws",
-            "AWS::AccountId": MOTO_ACCOUNT_ID,
+            "AWS::AccountId": self.config.account,
         }
         assert set(PLACEHOLDER_NAMES) <= set(values), "a new placeholder needs a local value"
         return values
 
     @property
     def pipeline_role_arn(self) -> str:
-        return f"arn:aws:iam::{MOTO_ACCOUNT_ID}:role/{self.config.pipeline_execution_role_name}"
+        return f"arn:aws:iam::{self.config.account}:role/{self.config.pipeline_execution_role_name}"
+
+    def physical_resources(self) -> dict[str, PhysicalResource]:
+        """The foundation's unnamed resources (CloudFormation names them at deploy), by the
+        prefix of their stable logical ids."""
+        key_id = self.kms_key_arn.rsplit("/", 1)[-1]
+        return {
+            "StorageDataBucket": default_physical_resource("AWS::S3::Bucket", self.data_bucket, account=self.config.account, region=self.config.region),
+            "StorageArtifactsBucket": default_physical_resource("AWS::S3::Bucket", self.artifacts_bucket, account=self.config.account, region=self.config.region),
+            "StorageDataKey": PhysicalResource(key_id, {"Arn": self.kms_key_arn, "KeyId": key_id}),
+        }
 
 
 def provision(config: EnvironmentConfig) -> LocalEnvironment:
     """What the foundation and pipeline stacks' deploy would leave behind, in moto."""
     s3 = boto3.client("s3")
     prefix = config.resource_prefix
-    data_bucket, artifacts_bucket = f"{prefix}-data-{MOTO_ACCOUNT_ID}", f"{prefix}-artifacts-{MOTO_ACCOUNT_ID}"
-    assets_bucket = f"cdk-hnb659fds-assets-{MOTO_ACCOUNT_ID}-{config.region}"
+    data_bucket, artifacts_bucket = f"{prefix}-data-{config.account}", f"{prefix}-artifacts-{config.account}"
+    # The CDK bootstrap's default asset bucket, which the pipeline role may read.
+    assets_bucket = f"cdk-hnb659fds-assets-{config.account}-{config.region}"
     for bucket in (data_bucket, artifacts_bucket, assets_bucket):
         kwargs: dict[str, Any] = {"Bucket": bucket}
         if config.region != "us-east-1":
@@ -148,25 +182,27 @@ def resolved_definition(environment: LocalEnvironment) -> str:
     return substitute(definition_json(settings, compact=True), environment.deploy_time_values)
 
 
-def upsert_pipeline(environment: LocalEnvironment, definition: str) -> str:
-    """A CloudFormation Create event through the real pipeline-upserter handler."""
+def upsert_pipeline(environment: LocalEnvironment, definition: str, credentials: "iam.Credentials") -> str:
+    """A CloudFormation Create event through the real pipeline-upserter handler, with its
+    Lambda role's credentials."""
     from stacks.lambdas.pipeline_upserter import handler
 
     config = environment.config
-    response = handler.on_event({
-        "RequestType": "Create",
-        "RequestId": f"local-demo-{config.name}",
-        "LogicalResourceId": "Pipeline",
-        "ResourceProperties": {
-            "PipelineName": config.pipeline_name,
-            "PipelineDefinition": definition,
-            "RoleArn": environment.pipeline_role_arn,
-            "Description": f"Review classifier ({config.name}), local run",
-            "Tags": [{"Key": key, "Value": value} for key, value in sorted(config.tags.items())],
-            "RetainOnDelete": "false",
-            "StartExecution": "false",
-        },
-    })
+    with credentials_in_environment(credentials):
+        response = handler.on_event({
+            "RequestType": "Create",
+            "RequestId": f"local-demo-{config.name}",
+            "LogicalResourceId": "Pipeline",
+            "ResourceProperties": {
+                "PipelineName": config.pipeline_name,
+                "PipelineDefinition": definition,
+                "RoleArn": environment.pipeline_role_arn,
+                "Description": f"Review classifier ({config.name}), local run",
+                "Tags": [{"Key": key, "Value": value} for key, value in sorted(config.tags.items())],
+                "RetainOnDelete": "false",
+                "StartExecution": "false",
+            },
+        })
     return response["Data"]["PipelineArn"]
 
 
@@ -175,3 +211,83 @@ def upload_reviews(environment: LocalEnvironment, files: list[Path], prefix: str
     for path in files:
         s3.upload_file(str(path), environment.data_bucket, f"{prefix}{path.name}")
     return f"s3://{environment.data_bucket}/{prefix}"
+
+
+@contextlib.contextmanager
+def credentials_in_environment(credentials: iam.Credentials) -> Iterator[None]:
+    """Code that builds its own boto3 clients (the Lambda handlers) uses these credentials."""
+    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    os.environ.update(credentials.environment)
+    # boto3's default session keeps the credentials it first found: start a new one.
+    boto3.setup_default_session()
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        boto3.setup_default_session()
+
+
+def synthesize(config: EnvironmentConfig, outdir: Path) -> dict[str, dict]:
+    """The environment's stacks as `cdk synth -c env=<name>` builds them: stack name -> template."""
+    import json
+
+    import aws_cdk as cdk
+
+    from stacks.app_builder import build_app
+    from stacks.config import CDK_JSON
+
+    context = {**json.loads(CDK_JSON.read_text())["context"], "env": config.name}
+    app = cdk.App(context=context, outdir=str(outdir))
+    stacks = build_app(app)[config.name]
+    assembly = app.synth()
+    return {
+        stack.stack_name: json.loads(Path(assembly.get_stack_artifact(stack.artifact_id).template_full_path).read_text())
+        for stack in stacks.values()
+    }
+
+
+@dataclass(frozen=True)
+class RoleCredentials:
+    """Who calls AWS in a local run, each with the credentials of the role that AWS would use."""
+
+    admin: iam.Credentials
+    pipeline: iam.Credentials
+    pipeline_upserter: iam.Credentials
+    # The roles as the templates declare them, by the keys above.
+    policies: Mapping[str, RolePolicies]
+
+
+# Roles that make calls in a run, located in the templates: (stack component, how to find it).
+PIPELINE_UPSERTER_HANDLER = "handler.on_event"
+
+
+def deploy_roles(environment: LocalEnvironment, templates: Mapping[str, dict], endpoint_url: str) -> RoleCredentials:
+    """Create the templates' roles in moto, then switch access control on."""
+    config = environment.config
+    deployment = Deployment(account=config.account, region=config.region, overrides=environment.physical_resources())
+    for stack_name, template in templates.items():
+        deployment.add_stack(stack_name, template)
+    foundation, pipeline = config.stack_name("foundation"), config.stack_name("pipeline")
+    roles = {
+        "pipeline": role_policies(deployment, foundation, find_role(templates[foundation], role_name=config.pipeline_execution_role_name)),
+        "pipeline_upserter": role_policies(deployment, pipeline, find_role(templates[pipeline], function_handler=PIPELINE_UPSERTER_HANDLER)),
+    }
+    iam_client, sts = boto3.client("iam"), boto3.client("sts")
+    admin = iam.create_admin(iam_client)
+    arns = {}
+    for key, role in roles.items():
+        arns[key] = iam.create_role(iam_client, role, admin.arn)
+    iam.enforce_access_control(endpoint_url)
+    admin_sts = admin.session(config.region).client("sts")
+    return RoleCredentials(
+        admin=admin,
+        pipeline=iam.assume(admin_sts, arns["pipeline"], "SageMaker-pipeline"),
+        pipeline_upserter=iam.assume(admin_sts, arns["pipeline_upserter"], "pipeline-upserter"),
+        policies=roles,
+    )

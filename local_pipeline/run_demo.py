@@ -27,6 +27,7 @@ import boto3
 from local_pipeline import CONTAINER_CODE, local_aws
 from local_pipeline.executor import ExecutionResult, PipelineExecutor, print_step_table
 from local_pipeline.jobs import JobContext
+from local_pipeline.s3_io import read_json_object, split_s3_uri
 from stacks.config import CDK_JSON, load_environment
 
 import model_io  # container_code/
@@ -125,7 +126,6 @@ def registered_package(sagemaker, group: str) -> dict:
 
 
 def classify_samples(package: dict, work_dir: Path) -> list[dict]:
-    from local_pipeline.s3_io import split_s3_uri
     from local_pipeline.serving import LocalEndpoint
 
     model_url = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
@@ -146,35 +146,43 @@ def classify_samples(package: dict, work_dir: Path) -> list[dict]:
     return predictions
 
 
-def run_pipeline(args: argparse.Namespace, work_dir: Path) -> tuple[ExecutionResult, dict]:
+def run_pipeline(args: argparse.Namespace, work_dir: Path, endpoint_url: str) -> tuple[ExecutionResult, str]:
     config = load_environment(args.env, CDK_JSON)
-    banner(f"deploy the {config.name} pipeline into moto (127.0.0.1)")
+    banner(f"deploy the {config.name} pipeline into moto ({endpoint_url})")
     environment = local_aws.provision(config)
-    definition = local_aws.resolved_definition(environment)
-    pipeline_arn = local_aws.upsert_pipeline(environment, definition)
-    print(f"upserted {pipeline_arn} through the pipeline-upserter handler ({len(definition):,} bytes of definition)")
     raw_uri = local_aws.upload_reviews(environment, review_files(args.data_dir, args.small, work_dir / "input"), RAW_PREFIX)
     print(f"uploaded the reviews to {raw_uri}")
+    synth_started = time.monotonic()
+    templates = local_aws.synthesize(config, work_dir / "cdk.out")
+    roles = local_aws.deploy_roles(environment, templates, endpoint_url)
+    print(f"synthesized {', '.join(templates)} ({time.monotonic() - synth_started:.0f} s); their IAM roles are "
+          "enforced from here on")
+    with local_aws.credentials_in_environment(roles.admin):
+        definition = local_aws.resolved_definition(environment)
+        pipeline_arn = local_aws.upsert_pipeline(environment, definition, roles.pipeline_upserter)
+        print(f"upserted {pipeline_arn} through the pipeline-upserter handler, as its role "
+              f"({len(definition):,} bytes of definition)")
 
-    parameters = {**demo_parameters(args.small), **dict(args.parameter)}
-    sagemaker = boto3.client("sagemaker")
-    execution_arn = sagemaker.start_pipeline_execution(
-        PipelineName=config.pipeline_name,
-        PipelineParameters=[{"Name": name, "Value": value} for name, value in sorted(parameters.items())],
-        ClientRequestToken=f"local-demo-{config.name}-{time.time_ns()}".ljust(32, "0"),
-    )["PipelineExecutionArn"]
-    print(f"started {execution_arn}\nparameters: " + ", ".join(f"{k}={v}" for k, v in sorted(parameters.items())))
+        parameters = {**demo_parameters(args.small), **dict(args.parameter)}
+        sagemaker = boto3.client("sagemaker")
+        execution_arn = sagemaker.start_pipeline_execution(
+            PipelineName=config.pipeline_name,
+            PipelineParameters=[{"Name": name, "Value": value} for name, value in sorted(parameters.items())],
+            ClientRequestToken=f"local-demo-{config.name}-{time.time_ns()}".ljust(32, "0"),
+        )["PipelineExecutionArn"]
+        print(f"started {execution_arn}\nparameters: " + ", ".join(f"{k}={v}" for k, v in sorted(parameters.items())))
 
-    banner("execute the stored definition (each job in its image's parity environment)")
-    context = JobContext(
-        s3=boto3.client("s3"), work_dir=work_dir / "jobs", region=config.region,
-        account_id=local_aws.MOTO_ACCOUNT_ID,
-        job_environment=local_aws.job_environment(config.region), echo=sys.stdout,
-    )
-    result = PipelineExecutor(sagemaker, context.s3, context).execute(execution_arn)
+        banner("execute the stored definition (each job in its image's parity environment, as the pipeline role)")
+        pipeline_role = roles.pipeline.session(config.region)
+        context = JobContext(
+            s3=pipeline_role.client("s3"), sagemaker=pipeline_role.client("sagemaker"),
+            work_dir=work_dir / "jobs", region=config.region, account_id=config.account,
+            job_environment=local_aws.job_environment(config.region, roles.pipeline), echo=sys.stdout,
+        )
+        result = PipelineExecutor(sagemaker, context).execute(execution_arn)
     banner("list-pipeline-execution-steps")
     print_step_table(result)
-    return result, environment.config.model_package_group_name
+    return result, roles
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -187,29 +195,33 @@ def main(argv: Sequence[str] | None = None) -> dict:
     # moto's server logs every request, botocore every endpoint it resolves: noise here.
     for chatty in ("werkzeug", "botocore", "moto"):
         logging.getLogger(chatty).setLevel(logging.WARNING)
-    with local_aws.moto_server() as endpoint_url, local_aws.aws_endpoint(endpoint_url, load_environment(args.env).region):
-        result, group = run_pipeline(args, work_dir)
+    config = load_environment(args.env, CDK_JSON)
+    with local_aws.moto_server() as endpoint_url, local_aws.aws_endpoint(endpoint_url, config.region, config.account):
+        result, roles = run_pipeline(args, work_dir, endpoint_url)
         if result.status != "Succeeded":
             raise SystemExit(f"the pipeline execution failed: {result.failure_reason}")
-        sagemaker = boto3.client("sagemaker")
-        package = registered_package(sagemaker, group)
-        banner("registered model package")
-        print(f"{package['ModelPackageArn']} ({package['ModelApprovalStatus']})")
-        evaluation_uri = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
-        from local_pipeline.s3_io import read_json_object
+        with local_aws.credentials_in_environment(roles.admin):
+            summary = publish(args, work_dir, result, config.model_package_group_name)
+    summary["seconds"]["total"] = round(time.monotonic() - started, 1)
+    print("\nseconds: " + ", ".join(f"{name} {value:.0f}" for name, value in summary["seconds"].items()))
+    return summary
 
-        metrics = read_json_object(boto3.client("s3"), evaluation_uri)["multiclass_classification_metrics"]
-        print(f"test accuracy {metrics['accuracy']['value']:.4f}, weighted F1 {metrics['weighted_f1']['value']:.4f}")
-        predictions = []
-        serve_seconds = 0.0
-        if not args.no_serve:
-            banner("serve the registered artifact (HuggingFace inference toolkit over HTTP)")
-            serve_started = time.monotonic()
-            predictions = classify_samples(package, work_dir)
-            serve_seconds = time.monotonic() - serve_started
+
+def publish(args: argparse.Namespace, work_dir: Path, result: ExecutionResult, group: str) -> dict:
+    """The registered package, its evaluation, and (unless --no-serve) its artifact served."""
+    package = registered_package(boto3.client("sagemaker"), group)
+    banner("registered model package")
+    print(f"{package['ModelPackageArn']} ({package['ModelApprovalStatus']})")
+    evaluation_uri = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
+    metrics = read_json_object(boto3.client("s3"), evaluation_uri)["multiclass_classification_metrics"]
+    print(f"test accuracy {metrics['accuracy']['value']:.4f}, weighted F1 {metrics['weighted_f1']['value']:.4f}")
     seconds = {record.name: round(record.seconds, 1) for record in result.steps}
-    seconds.update(serve=round(serve_seconds, 1), total=round(time.monotonic() - started, 1))
-    print("\nseconds: " + ", ".join(f"{name} {value:.0f}" for name, value in seconds.items()))
+    predictions = []
+    if not args.no_serve:
+        banner("serve the registered artifact (HuggingFace inference toolkit over HTTP)")
+        serve_started = time.monotonic()
+        predictions = classify_samples(package, work_dir)
+        seconds["serve"] = round(time.monotonic() - serve_started, 1)
     return {
         "execution": result.describe(),
         "steps": result.list_steps(),

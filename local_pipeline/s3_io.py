@@ -6,9 +6,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator
 
+from botocore.exceptions import ClientError
+
 
 class NoS3ObjectsError(Exception):
     """An input prefix that matches nothing: SageMaker fails the job before it starts."""
+
+
+class S3TransferError(Exception):
+    """The job's role could not read an input or write an output: the job fails."""
+
+
+def _transfer_error(what: str, uri: str, error: ClientError) -> S3TransferError:
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    code = "AccessDenied" if status == 403 else error.response.get("Error", {}).get("Code", "Unknown")
+    return S3TransferError(f"ClientError: {code} when the job's role tried to {what} {uri}")
 
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
@@ -23,8 +35,11 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 def list_keys(s3: Any, uri: str) -> list[str]:
     bucket, prefix = split_s3_uri(uri)
     keys: list[str] = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys.extend(item["Key"] for item in page.get("Contents", []) if not item["Key"].endswith("/"))
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            keys.extend(item["Key"] for item in page.get("Contents", []) if not item["Key"].endswith("/"))
+    except ClientError as error:
+        raise _transfer_error("list", uri, error) from None
     return sorted(keys)
 
 
@@ -46,7 +61,10 @@ def download_prefix(s3: Any, uri: str, destination: Path, keys: list[str] | None
     for key in keys:
         target = destination / relative_name(key, prefix)
         target.parent.mkdir(parents=True, exist_ok=True)
-        s3.download_file(bucket, key, str(target))
+        try:
+            s3.download_file(bucket, key, str(target))
+        except ClientError as error:
+            raise _transfer_error("read", f"s3://{bucket}/{key}", error) from None
     return len(keys)
 
 
@@ -65,7 +83,10 @@ def upload_tree(s3: Any, source: Path, uri: str, *, kms_key_id: str | None = Non
     for path in local_files(source):
         relative = path.name if source.is_file() else path.relative_to(source).as_posix()
         key = f"{prefix}/{relative}" if prefix else relative
-        s3.upload_file(str(path), bucket, key, ExtraArgs=extra)
+        try:
+            s3.upload_file(str(path), bucket, key, ExtraArgs=extra)
+        except ClientError as error:
+            raise _transfer_error("write", f"s3://{bucket}/{key}", error) from None
         written.append(f"s3://{bucket}/{key}")
     return written
 

@@ -4,6 +4,7 @@ damaged definitions that the executor must fail at the step that is wrong."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 from pathlib import Path
@@ -12,7 +13,7 @@ import boto3
 import pytest
 from botocore.validate import ParamValidator
 
-from local_pipeline import local_aws
+from local_pipeline import iam, local_aws
 from local_pipeline.executor import ExecutionResult, PipelineExecutor, SelectiveExecution
 from local_pipeline.jobs import JobContext
 from stacks.config import load_environment
@@ -24,18 +25,24 @@ STEP_ORDER = ["PrepareReviews", "TrainModel", "EvaluateModel", "CheckAccuracy", 
 
 
 class LocalPipeline:
-    """One environment deployed into moto, and a way to run executions of it."""
+    """The dev environment deployed into moto with its templates' roles enforced, and a way to
+    run executions of its pipeline."""
 
-    def __init__(self, work_dir: Path, model_dir: Path):
+    def __init__(self, work_dir: Path, model_dir: Path, raw_reviews: list[Path], templates: dict, endpoint_url: str):
         self.config = load_environment("dev")
         self.environment = local_aws.provision(self.config)
-        self.definition = json.loads(local_aws.resolved_definition(self.environment))
-        local_aws.upsert_pipeline(self.environment, json.dumps(self.definition))
+        local_aws.upload_reviews(self.environment, raw_reviews, "reviews/raw/")
+        self.roles = local_aws.deploy_roles(self.environment, templates, endpoint_url)
+        admin = self.roles.admin.session(self.config.region)
+        self.sagemaker, self.iam = admin.client("sagemaker"), admin.client("iam")
+        with local_aws.credentials_in_environment(self.roles.admin):
+            self.definition = json.loads(local_aws.resolved_definition(self.environment))
+            local_aws.upsert_pipeline(self.environment, json.dumps(self.definition), self.roles.pipeline_upserter)
         self.model_dir = model_dir
-        self.sagemaker = boto3.client("sagemaker")
-        self.s3 = boto3.client("s3")
-        self.context = JobContext(self.s3, work_dir, self.config.region, local_aws.MOTO_ACCOUNT_ID,
-                                  local_aws.job_environment(self.config.region), echo=None)
+        pipeline_role = self.roles.pipeline.session(self.config.region)
+        self.s3 = pipeline_role.client("s3")
+        self.context = JobContext(self.s3, pipeline_role.client("sagemaker"), work_dir, self.config.region,
+                                  self.config.account, local_aws.job_environment(self.config.region, self.roles.pipeline))
         self.runs = 0
 
     def run(self, definition: dict | None = None, selective: SelectiveExecution | None = None, **overrides: str) -> ExecutionResult:
@@ -48,15 +55,27 @@ class LocalPipeline:
                                 for name, value in tiny_training_parameters(self.model_dir, **overrides).items()],
             ClientRequestToken=f"test-execution-{self.runs}".ljust(32, "0"),
         )["PipelineExecutionArn"]
-        return PipelineExecutor(self.sagemaker, self.s3, self.context, echo=None).execute(arn, selective)
+        return PipelineExecutor(self.sagemaker, self.context, echo=None).execute(arn, selective)
+
+    @contextlib.contextmanager
+    def pipeline_role_without(self, sid: str):
+        """The pipeline role less one statement of its template, for the duration."""
+        role = self.roles.policies["pipeline"]
+        iam.put_policies(self.iam, iam.without_statement(role, sid))
+        try:
+            yield
+        finally:
+            iam.put_policies(self.iam, role)
 
 
 @pytest.fixture(scope="module")
-def local_pipeline(tmp_path_factory, tiny_model_for_images, raw_reviews_dir):
-    with local_aws.moto_server() as url, local_aws.aws_endpoint(url, "us-east-1"):
-        pipeline = LocalPipeline(tmp_path_factory.mktemp("jobs"), tiny_model_for_images)
-        local_aws.upload_reviews(pipeline.environment, sorted(raw_reviews_dir.glob("*.csv")), "reviews/raw/")
-        yield pipeline
+def local_pipeline(tmp_path_factory, tiny_model_for_images, raw_reviews_dir, synthesized_app):
+    config = load_environment("dev")
+    templates = {config.stack_name(component): synthesized_app.template_json("dev", component)
+                 for component in ("foundation", "pipeline", "serving")}
+    with local_aws.moto_server() as url, local_aws.aws_endpoint(url, config.region, config.account):
+        yield LocalPipeline(tmp_path_factory.mktemp("jobs"), tiny_model_for_images,
+                            sorted(raw_reviews_dir.glob("*.csv")), templates, url)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +114,7 @@ def test_the_registered_package_points_at_the_trained_artifact_and_its_evaluatio
     assert local_pipeline.sagemaker.describe_model(ModelName=model_name)["PrimaryContainer"]["ModelDataUrl"] == artifact
 
 
-def local_aws_json(pipeline: LocalPipeline, uri: str):
+def local_aws_json(pipeline: "LocalPipeline", uri: str):
     from local_pipeline.s3_io import read_json_object
 
     return read_json_object(pipeline.s3, uri)
@@ -167,3 +186,40 @@ def test_below_the_threshold_the_fail_step_ends_the_run_and_nothing_is_registere
     assert result.step("CheckAccuracy").metadata == {"Condition": {"Outcome": "False"}}
     assert result.failure_reason.startswith("Evaluated accuracy ")
     assert result.failure_reason.endswith("is below the minimum accuracy 1.01")
+
+
+def test_a_step_whose_role_lacks_the_permission_fails_with_access_denied(local_pipeline, baseline):
+    with local_pipeline.pipeline_role_without("RegisterModelVersions"):
+        result = local_pipeline.run(local_pipeline.definition,
+                                    SelectiveExecution(baseline, frozenset({"Register-RegisterModel", "Create-CreateModel"})))
+    _only(result, "Register-RegisterModel")
+    assert "AccessDenied" in result.failure_reason and "sagemaker:CreateModelPackage" in result.failure_reason
+
+
+def test_a_job_whose_role_cannot_read_its_inputs_fails_before_it_starts(local_pipeline, baseline):
+    with local_pipeline.pipeline_role_without("ReadWriteProjectObjects"):
+        result = local_pipeline.run(local_pipeline.definition, SelectiveExecution(baseline, frozenset({"EvaluateModel"})))
+    _only(result, "EvaluateModel")
+    assert "AccessDenied when the job's role tried to read s3://review-classifier-dev-" in result.failure_reason
+
+
+def test_job_code_runs_with_the_role_and_is_denied_what_the_role_does_not_allow(local_pipeline, baseline):
+    # The training toolkit inside the container downloads the code bundle itself.
+    with local_pipeline.pipeline_role_without("ReadCodeAssets"):
+        result = local_pipeline.run(local_pipeline.definition, SelectiveExecution(baseline, frozenset({"TrainModel"})))
+    _only(result, "TrainModel")
+    assert "AlgorithmError" in result.failure_reason and "403" in result.failure_reason
+
+
+def test_the_upserter_runs_as_its_role(local_pipeline):
+    from stacks.lambdas.pipeline_upserter.handler import PipelineUpsertError
+
+    role = local_pipeline.roles.policies["pipeline_upserter"]
+    iam.put_policies(local_pipeline.iam, iam.without_statement(role, "ManageThisPipelineOnly"))
+    try:
+        with local_aws.credentials_in_environment(local_pipeline.roles.admin), \
+                pytest.raises(PipelineUpsertError, match="(?s)DescribePipeline .*AccessDenied"):
+            local_aws.upsert_pipeline(local_pipeline.environment, json.dumps(local_pipeline.definition),
+                                      local_pipeline.roles.pipeline_upserter)
+    finally:
+        iam.put_policies(local_pipeline.iam, role)
