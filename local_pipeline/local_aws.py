@@ -81,23 +81,33 @@ def _reset(endpoint_url: str) -> None:
 
 
 @contextlib.contextmanager
-def aws_endpoint(endpoint_url: str, region: str, account: str) -> Iterator[dict[str, str]]:
-    """This process's boto3 clients (and the handlers it calls) talk to `endpoint_url`, where
-    every resource lives in `account` (the templates' own account ids stay as they are)."""
-    variables = {"AWS_ENDPOINT_URL": endpoint_url, "AWS_DEFAULT_REGION": region, "AWS_REGION": region,
-                 "MOTO_ACCOUNT_ID": account, **LOCAL_CREDENTIALS}
-    saved = {name: os.environ.get(name) for name in [*variables, "AWS_PROFILE", "AWS_SESSION_TOKEN"]}
-    os.environ.pop("AWS_PROFILE", None)
-    os.environ.pop("AWS_SESSION_TOKEN", None)
+def _environment(variables: Mapping[str, str], *, removed: tuple[str, ...] = ()) -> Iterator[None]:
+    """Set `variables` (and unset `removed`) in os.environ for the block; boto3's default
+    session, which keeps the credentials it first found, starts anew on both sides."""
+    saved = {name: os.environ.get(name) for name in [*variables, *removed]}
+    for name in removed:
+        os.environ.pop(name, None)
     os.environ.update(variables)
+    boto3.setup_default_session()
     try:
-        yield variables
+        yield
     finally:
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+        boto3.setup_default_session()
+
+
+@contextlib.contextmanager
+def aws_endpoint(endpoint_url: str, region: str, account: str) -> Iterator[None]:
+    """This process's boto3 clients (and the handlers it calls) talk to `endpoint_url`, where
+    every resource lives in `account` (the templates' own account ids stay as they are)."""
+    variables = {"AWS_ENDPOINT_URL": endpoint_url, "AWS_DEFAULT_REGION": region, "AWS_REGION": region,
+                 "MOTO_ACCOUNT_ID": account, **LOCAL_CREDENTIALS}
+    with _environment(variables, removed=("AWS_PROFILE", "AWS_SESSION_TOKEN")):
+        yield
 
 
 def job_environment(region: str, credentials: iam.Credentials) -> dict[str, str]:
@@ -216,21 +226,8 @@ def upload_reviews(environment: LocalEnvironment, files: list[Path], prefix: str
 @contextlib.contextmanager
 def credentials_in_environment(credentials: iam.Credentials) -> Iterator[None]:
     """Code that builds its own boto3 clients (the Lambda handlers) uses these credentials."""
-    names = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
-    saved = {name: os.environ.get(name) for name in names}
-    os.environ.pop("AWS_SESSION_TOKEN", None)
-    os.environ.update(credentials.environment)
-    # boto3's default session keeps the credentials it first found: start a new one.
-    boto3.setup_default_session()
-    try:
+    with _environment(credentials.environment, removed=("AWS_SESSION_TOKEN",)):
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        boto3.setup_default_session()
 
 
 def synthesize(config: EnvironmentConfig, outdir: Path) -> dict[str, dict]:
