@@ -42,6 +42,8 @@ def prepared_splits(work: Path, model_name_or_path: str) -> Path:
         "--max-seq-length", parameters["MaxSeqLength"], "--balance", parameters["BalanceDataset"],
         "--train-fraction", parameters["TrainFraction"], "--validation-fraction", parameters["ValidationFraction"],
         "--test-fraction", parameters["TestFraction"], "--ingest", "false",
+        # The snippets have no date: a fixed event time, as the pipeline passes its snapshot time.
+        "--event-time", "2024-01-01T00:00:00Z",
     ], cwd=CONTAINER_CODE, check=True)
     return output
 

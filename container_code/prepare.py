@@ -2,8 +2,10 @@
 stratified train/validation/test JSON Lines splits out, optionally ingested into the Feature
 Group, with a report that accounts for every row read.
 
-Runs as `python prepare.py --args` on one or more instances: each host takes every N-th input
-file (sorted), so the pipeline hands every host the whole input (FullyReplicated).
+Runs as `python prepare.py --args` on one or more instances: every host reads the whole input
+(the pipeline hands it over FullyReplicated) and keeps the rows whose review id hashes to it, so
+duplicates of an id always meet on one host. Unusable input stops the job with a one-line reason,
+also written where SageMaker reads a processing job's exit message.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import csv
 import gzip
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -18,12 +21,12 @@ import os
 import random
 import sys
 import time
+import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import reviews
@@ -47,6 +50,7 @@ CSV_FORMAT_BY_SUFFIX = {
 
 # Why a row read is not written. Every row read ends up written or counted under one of these.
 MISSING_REVIEW_ID = "missing_review_id"
+INVALID_UTF8 = "invalid_utf8"
 MISSING_REVIEW_BODY = "missing_review_body"
 MISSING_STAR_RATING = "missing_star_rating"
 STAR_RATING_NOT_AN_INTEGER = "star_rating_not_an_integer"
@@ -56,6 +60,7 @@ DUPLICATE_REVIEW_ID = "duplicate_review_id"
 DOWN_SAMPLED_FOR_BALANCE = "down_sampled_for_balance"
 REJECT_REASONS = (
     MISSING_REVIEW_ID,
+    INVALID_UTF8,
     MISSING_REVIEW_BODY,
     MISSING_STAR_RATING,
     STAR_RATING_NOT_AN_INTEGER,
@@ -64,10 +69,29 @@ REJECT_REASONS = (
     DUPLICATE_REVIEW_ID,
     DOWN_SAMPLED_FOR_BALANCE,
 )
+# The report names the file and line of the first rejected rows (never their text).
+MAX_REJECT_EXAMPLES = 20
+# What a damaged or cut-short gzip stream raises while it is read.
+GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 
 
 class PrepareError(Exception):
     """Input or settings that prepare cannot work with; the message says what to fix."""
+
+
+class UsageError(SystemExit):
+    """A bad command line: argparse's exit (status 2), carrying its one-line message."""
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str):
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise UsageError(f"invalid arguments: {message}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -122,6 +146,25 @@ class PrepareSettings:
     featurestore_endpoint_url: str | None
     ingest_max_workers: int
     ingest_max_attempts: int
+    event_time: str | None = None
+    input_digest: str | None = None
+    expected_input_files: int | None = None
+    expected_input_bytes: int | None = None
+    exit_message_file: Path = Path(reviews.EXIT_MESSAGE_FILE)
+
+
+def _event_time(value: str) -> str:
+    event_time = reviews.parse_event_time(value)
+    if event_time is None:
+        raise argparse.ArgumentTypeError(f"expected an ISO-8601 date or date-time, got {value!r}")
+    return event_time
+
+
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {number}")
+    return number
 
 
 def _positive_int(value: str) -> int:
@@ -132,7 +175,7 @@ def _positive_int(value: str) -> int:
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _ArgumentParser(
         description=__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -140,12 +183,19 @@ def build_argument_parser() -> argparse.ArgumentParser:
     paths.add_argument("--input-dir", default=DEFAULT_INPUT_DIR, help="folder searched recursively for *.csv, *.tsv (optionally .gz)")
     paths.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR, help="gets train/, validation/, test/ (part-<host>.jsonl) and report/")
     paths.add_argument("--resource-config", default=DEFAULT_RESOURCE_CONFIG, help="SageMaker's host list (current_host, hosts); absent means one host, algo-1")
+    paths.add_argument("--exit-message-file", default=reviews.EXIT_MESSAGE_FILE, help="where a failure's one-line reason goes (SageMaker returns it as the job's ExitMessage)")
+
+    snapshot = parser.add_argument_group("input snapshot (from the pipeline's fingerprint step)")
+    snapshot.add_argument("--input-digest", default=None, help="digest of the input objects (keys, ETags, sizes, times); recorded in the report")
+    snapshot.add_argument("--expected-input-files", type=_non_negative_int, default=None, help="files the input folder must hold: fewer or more means the input changed after it was fingerprinted")
+    snapshot.add_argument("--expected-input-bytes", type=_non_negative_int, default=None, help="bytes those files must add up to")
+    snapshot.add_argument("--event-time", type=_event_time, default=None, help="event time (ISO-8601) of rows from files without the date column; required when there are such files")
 
     columns = parser.add_argument_group("input columns")
     columns.add_argument("--id-column", default=Columns.review_id, help="unique review id")
     columns.add_argument("--rating-column", default=Columns.star_rating, help="star rating 1-5")
     columns.add_argument("--text-column", default=Columns.review_body, help="review text")
-    columns.add_argument("--date-column", default=Columns.review_date, help="review date, used as the event time when a file has it (else the run's start time)")
+    columns.add_argument("--date-column", default=Columns.review_date, help="review date, used as the event time when a file has it (else --event-time)")
 
     data = parser.add_argument_group("data preparation")
     data.add_argument("--tokenizer", default="roberta-base", help="AutoTokenizer name or local path")
@@ -198,6 +248,11 @@ def parse_settings(argv: Sequence[str] | None = None) -> PrepareSettings:
         featurestore_endpoint_url=args.featurestore_endpoint_url,
         ingest_max_workers=args.ingest_max_workers,
         ingest_max_attempts=args.ingest_max_attempts,
+        event_time=args.event_time,
+        input_digest=args.input_digest,
+        expected_input_files=args.expected_input_files,
+        expected_input_bytes=args.expected_input_bytes,
+        exit_message_file=Path(args.exit_message_file),
     )
 
 
@@ -226,23 +281,51 @@ def read_host_identity(resource_config: Path) -> HostIdentity:
 
 
 def find_input_files(input_dir: Path) -> list[Path]:
+    """The review tables under input_dir (extensions matched in any case), sorted."""
     if not input_dir.is_dir():
         raise PrepareError(f"input folder {input_dir} does not exist")
     files = sorted(p for p in input_dir.rglob("*") if p.is_file() and _csv_format_of(p) is not None)
     if not files:
-        raise PrepareError(f"no input files (*.csv, *.tsv, optionally .gz) under {input_dir}")
+        raise PrepareError(f"no input files (*.csv, *.tsv, optionally .gz, in any case) under {input_dir}")
     return files
 
 
-def files_for_host(files: Sequence[Path], identity: HostIdentity) -> list[Path]:
-    """Every N-th file (of the sorted list) for the N hosts: disjoint shares covering all files."""
-    position = identity.hosts.index(identity.current_host)
-    return [path for index, path in enumerate(sorted(files)) if index % len(identity.hosts) == position]
+def verify_input_snapshot(input_dir: Path, expected_files: int | None, expected_bytes: int | None) -> dict:
+    """What the input folder holds (every file, tables or not, as SageMaker downloaded them),
+    checked against the fingerprint the pipeline took of the S3 prefix before this job."""
+    found = [path for path in input_dir.rglob("*") if path.is_file()]
+    files, total_bytes = len(found), sum(path.stat().st_size for path in found)
+    mismatches = [
+        f"{what}: expected {expected}, found {actual}"
+        for what, expected, actual in (("files", expected_files, files), ("bytes", expected_bytes, total_bytes))
+        if expected is not None and expected != actual
+    ]
+    if mismatches:
+        raise PrepareError(
+            f"the input changed after the pipeline fingerprinted it ({'; '.join(mismatches)}): "
+            "start the pipeline again once the upload is complete"
+        )
+    return {"files": files, "bytes": total_bytes}
+
+
+def host_index_of(review_id: str, host_count: int) -> int:
+    """The host (index into the sorted host list) that owns a review id: a stable hash, the same
+    on every host and in every run. Rows without an id belong to the first host, which counts them."""
+    if host_count == 1 or not review_id:
+        return 0
+    digest = hashlib.sha256(review_id.encode("utf-8", errors="surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") % host_count
 
 
 def _csv_format_of(path: Path) -> dict | None:
-    suffixes = path.suffixes[-2:] if path.suffix == ".gz" else path.suffixes[-1:]
-    return CSV_FORMAT_BY_SUFFIX.get(suffixes[0].lower()) if suffixes else None
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    if suffixes[-1:] == [".gz"]:
+        suffixes = suffixes[:-1]
+    return CSV_FORMAT_BY_SUFFIX.get(suffixes[-1]) if suffixes else None
+
+
+def _is_gzipped(path: Path) -> bool:
+    return path.suffix.lower() == ".gz"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -260,27 +343,48 @@ class Review:
 @dataclass
 class ReadResult:
     reviews: list[Review]
-    rows_read: int
+    rows_read: int  # rows this host owns: each is written or rejected
     rejected: Counter
+    rows_scanned: int = 0  # data rows of every input file, whichever host owns them
     files_with_date_column: int = 0
+    reject_examples: list[dict] = field(default_factory=list)
+
+    def reject(self, reason: str, path: str, line: int) -> None:
+        self.rejected[reason] += 1
+        if len(self.reject_examples) < MAX_REJECT_EXAMPLES:
+            self.reject_examples.append({"file": path, "line": line, "reason": reason})
 
 
 @contextmanager
 def open_review_table(path: Path, columns: Columns) -> Iterator[csv.DictReader]:
     """A DictReader over one input file (BOM-tolerant, gzip-aware) whose header has the
-    required columns."""
+    required columns. Bytes that are not UTF-8 come through as lone surrogates (the row is then
+    rejected, not the file); a damaged gzip stream or bad CSV stops with the file and line."""
     csv.field_size_limit(MAX_FIELD_CHARS)
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8-sig", newline="") as handle:
-        reader = csv.DictReader(handle, **_csv_format_of(path))
-        header = reader.fieldnames or []
-        missing = [name for name in (columns.review_id, columns.star_rating, columns.review_body) if name not in header]
-        if missing:
-            raise PrepareError(f"{path}: no column(s) {missing} in header {header}; see --id-column, --rating-column, --text-column")
-        try:
-            yield reader
-        except csv.Error as error:
-            raise PrepareError(f"{path}:{reader.line_num}: unreadable CSV: {error}") from None
+    if path.stat().st_size == 0:
+        raise PrepareError(f"{path}: empty file (0 bytes): upload it again or remove it")
+    opener = gzip.open if _is_gzipped(path) else open
+    line = 0
+    try:
+        with opener(path, "rt", encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+            reader = csv.DictReader(handle, **_csv_format_of(path))
+            header = reader.fieldnames or []
+            if not header:
+                raise PrepareError(f"{path}: no header line (the file holds no text)")
+            missing = [name for name in (columns.review_id, columns.star_rating, columns.review_body) if name not in header]
+            if missing:
+                raise PrepareError(f"{path}: no column(s) {missing} in header {header}; see --id-column, --rating-column, --text-column")
+            line = reader.line_num
+            try:
+                yield reader
+            finally:
+                line = reader.line_num
+    except csv.Error as error:
+        raise PrepareError(f"{path}:{max(line, 1)}: unreadable CSV: {error}") from None
+    except GZIP_ERRORS as error:
+        raise PrepareError(
+            f"{path}:{line + 1}: damaged or cut-short gzip data ({type(error).__name__}: {error}); upload the file again"
+        ) from None
 
 
 def parse_star_rating(raw: str | None) -> int | str:
@@ -301,54 +405,80 @@ def parse_star_rating(raw: str | None) -> int | str:
 
 def parse_review_date(raw: str | None) -> str | None:
     """An ISO-8601 date or date-time (naive = UTC) as the event time string, or None."""
-    text = (raw or "").strip()
-    if not text:
-        return None
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return reviews.format_event_time(moment)
+    return reviews.parse_event_time(raw or "")
 
 
-def read_reviews(files: Sequence[Path], columns: Columns, run_event_time: str, log_every_rows: int) -> ReadResult:
-    """Every row of every file, validated: usable rows become Reviews (first occurrence of an
-    id wins), the rest are counted by reason. A file with the date column takes each row's
-    event time from it; a file without gets the run's start time."""
+def read_reviews(
+    files: Sequence[Path],
+    columns: Columns,
+    *,
+    identity: HostIdentity = HostIdentity(SINGLE_HOST, (SINGLE_HOST,)),
+    default_event_time: str | None,
+    log_every_rows: int,
+    input_dir: Path | None = None,
+) -> ReadResult:
+    """Every row of every file, validated; this host keeps the rows whose id hashes to it.
+    Usable rows become Reviews (first occurrence of an id wins), the rest are counted by
+    reason. A file with the date column takes each row's event time from it; a file without
+    gets default_event_time, which must then be given."""
     result = ReadResult(reviews=[], rows_read=0, rejected=Counter())
     seen_ids: set[str] = set()
+    position, host_count = identity.hosts.index(identity.current_host), len(identity.hosts)
     for path in files:
+        name = str(path.relative_to(input_dir)) if input_dir else path.name
         rows_before = result.rows_read
         with open_review_table(path, columns) as reader:
             has_date_column = columns.review_date in reader.fieldnames
+            if not has_date_column and default_event_time is None:
+                raise PrepareError(
+                    f"{path}: no {columns.review_date!r} column and no --event-time: rows need an event time "
+                    "(the pipeline passes its input snapshot's time)"
+                )
             result.files_with_date_column += has_date_column
             for row in reader:
+                result.rows_scanned += 1
+                if host_index_of((row.get(columns.review_id) or "").strip(), host_count) != position:
+                    continue
                 result.rows_read += 1
-                review_or_reason = _validate(row, columns, has_date_column, run_event_time)
+                review_or_reason = _validate(row, columns, has_date_column, default_event_time)
                 if isinstance(review_or_reason, str):
-                    result.rejected[review_or_reason] += 1
+                    result.reject(review_or_reason, name, reader.line_num)
                 elif review_or_reason.review_id in seen_ids:
-                    result.rejected[DUPLICATE_REVIEW_ID] += 1
+                    result.reject(DUPLICATE_REVIEW_ID, name, reader.line_num)
                 else:
                     seen_ids.add(review_or_reason.review_id)
                     result.reviews.append(review_or_reason)
                 if result.rows_read % log_every_rows == 0:
                     LOG.info("read %d rows (%d usable) so far, now in %s", result.rows_read, len(result.reviews), path.name)
-        LOG.info("read %s: %d rows", path, result.rows_read - rows_before)
+        LOG.info("read %s: %d rows for this host", path, result.rows_read - rows_before)
     return result
 
 
-def _validate(row: dict, columns: Columns, has_date_column: bool, run_event_time: str) -> Review | str:
+def _is_utf8(*texts: str | None) -> bool:
+    try:
+        for text in texts:
+            (text or "").encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: the file held a byte that is not UTF-8
+        return False
+    return True
+
+
+def _validate(row: dict, columns: Columns, has_date_column: bool, default_event_time: str | None) -> Review | str:
     review_id = (row.get(columns.review_id) or "").strip()
     if not review_id:
         return MISSING_REVIEW_ID
+    used = [row.get(columns.review_id), row.get(columns.review_body), row.get(columns.star_rating)]
+    if has_date_column:
+        used.append(row.get(columns.review_date))
+    if not _is_utf8(*used):
+        return INVALID_UTF8
     review_body = (row.get(columns.review_body) or "").strip()
     if not review_body:
         return MISSING_REVIEW_BODY
     star_rating = parse_star_rating(row.get(columns.star_rating))
     if isinstance(star_rating, str):
         return star_rating
-    date = run_event_time
+    date = default_event_time
     if has_date_column:
         date = parse_review_date(row.get(columns.review_date))
         if date is None:
@@ -532,9 +662,9 @@ def build_report(
     settings: PrepareSettings,
     identity: HostIdentity,
     files: Sequence[Path],
+    snapshot: dict,
     read: ReadResult,
     records_by_split: dict[str, list[dict]],
-    run_event_time: str,
     ingestion: dict | None,
     seconds: dict[str, float],
 ) -> dict:
@@ -550,10 +680,16 @@ def build_report(
     return {
         "host": identity.current_host,
         "hosts": list(identity.hosts),
+        "input": {"digest": settings.input_digest, **snapshot},
         "input_files": [str(path.relative_to(settings.input_dir)) for path in files],
+        "rows_scanned": read.rows_scanned,
         "rows_read": read.rows_read,
         "rows_written": {"total": rows_written, "by_split": written_by_split, "by_split_and_label": written_by_label},
-        "rows_rejected": {"total": rows_rejected, "by_reason": {reason: read.rejected.get(reason, 0) for reason in REJECT_REASONS}},
+        "rows_rejected": {
+            "total": rows_rejected,
+            "by_reason": {reason: read.rejected.get(reason, 0) for reason in REJECT_REASONS},
+            "first_rows": read.reject_examples,
+        },
         "settings": {
             "balance": settings.balance,
             "split_fractions": settings.fractions.as_dict(),
@@ -567,36 +703,68 @@ def build_report(
         "event_time": {
             "date_column": settings.columns.review_date,
             "files_with_date_column": read.files_with_date_column,
-            "files_without_date_column_use_run_start": len(files) - read.files_with_date_column,
-            "run_start": run_event_time,
+            "files_without_date_column": len(files) - read.files_with_date_column,
+            "default_event_time": settings.event_time,
         },
         "ingestion": ingestion,
         "seconds": seconds,
     }
 
 
+def check_usable(read: ReadResult, identity: HostIdentity) -> None:
+    """Stop before any long work when this host has nothing to prepare."""
+    if read.reviews:
+        return
+    if read.rows_scanned == 0:
+        raise PrepareError("the input holds no data rows (header lines only)")
+    if read.rows_read == 0:
+        raise PrepareError(
+            f"none of the {read.rows_scanned} rows belongs to host {identity.current_host} of {len(identity.hosts)}: "
+            "too few reviews for this many prepare instances"
+        )
+    reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(read.rejected.items()) if count)
+    first = read.reject_examples[0] if read.reject_examples else {}
+    raise PrepareError(
+        f"all {read.rows_read} rows were rejected ({reasons}); first at {first.get('file')}:{first.get('line')}"
+    )
+
+
+def check_splits(splits: dict[str, list[Review]], fractions: SplitFractions) -> None:
+    """Every split must hold reviews: train, validation and evaluation all read one."""
+    usable = sum(len(members) for members in splits.values())
+    for name, members in splits.items():
+        if not members:
+            raise PrepareError(
+                f"the {name} split is empty: {usable} usable reviews with split fractions "
+                f"{fractions.as_dict()}; add data or raise --{name}-fraction"
+            )
+
+
 def run(settings: PrepareSettings) -> dict:
     """The whole step on this host; returns the report (also written to report/)."""
     started = time.monotonic()
-    run_event_time = reviews.format_event_time(datetime.now(timezone.utc))
     identity = read_host_identity(settings.resource_config)
-    all_files = find_input_files(settings.input_dir)
+    files = find_input_files(settings.input_dir)
+    snapshot = verify_input_snapshot(settings.input_dir, settings.expected_input_files, settings.expected_input_bytes)
     tokenizer = load_tokenizer(settings.tokenizer)  # before any long work: a wrong path fails fast
     seconds = {"load_tokenizer": time.monotonic() - started}
-    files = files_for_host(all_files, identity)
-    LOG.info("host %s of %s: %d of %d input files", identity.current_host, list(identity.hosts), len(files), len(all_files))
-    if not files:
-        LOG.warning("no input files for this host: more hosts than files; writing empty splits")
+    LOG.info("host %s of %s: reading %d input files, keeping the review ids that hash to this host",
+             identity.current_host, list(identity.hosts), len(files))
 
     phase = time.monotonic()
-    read = read_reviews(files, settings.columns, run_event_time, settings.log_every_rows)
+    read = read_reviews(
+        files, settings.columns, identity=identity, default_event_time=settings.event_time,
+        log_every_rows=settings.log_every_rows, input_dir=settings.input_dir,
+    )
     seconds["read"] = time.monotonic() - phase
+    check_usable(read, identity)
     usable = read.reviews
     if settings.balance:
         usable, dropped = balance_by_down_sampling(usable, settings.random_seed)
         read.rejected[DOWN_SAMPLED_FOR_BALANCE] += dropped
         LOG.info("balanced to %d reviews per class (%d down-sampled)", len(usable) // len(reviews.SENTIMENTS), dropped)
     splits = stratified_split(usable, settings.fractions, settings.random_seed)
+    check_splits(splits, settings.fractions)
 
     phase = time.monotonic()
     ordered = [review for name in reviews.SPLIT_NAMES for review in splits[name]]
@@ -627,9 +795,9 @@ def run(settings: PrepareSettings) -> dict:
         settings=settings,
         identity=identity,
         files=files,
+        snapshot=snapshot,
         read=read,
         records_by_split=records_by_split,
-        run_event_time=run_event_time,
         ingestion=ingestion,
         seconds={name: round(value, 3) for name, value in seconds.items()},
     )
@@ -644,18 +812,46 @@ def run(settings: PrepareSettings) -> dict:
     return report
 
 
+def _exit_message_file(argv: Sequence[str] | None) -> str:
+    """--exit-message-file from a command line that may not parse as a whole."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--exit-message-file", default=reviews.EXIT_MESSAGE_FILE)
+    return pre.parse_known_args(argv)[0].exit_message_file
+
+
+def fail(message_file: str | Path, reason: str, status: int) -> int:
+    """Log the reason and leave it where SageMaker reads the job's exit message."""
+    LOG.error("%s", reason)
+    try:
+        reviews.write_exit_message(message_file, f"prepare: {reason}")
+    except OSError as error:
+        LOG.warning("could not write the exit message to %s: %s", message_file, error)
+    return status
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
-    settings = parse_settings(argv)
+    try:
+        settings = parse_settings(argv)
+    except UsageError as error:
+        fail(_exit_message_file(argv), error.message, 2)
+        raise
     try:
         report = run(settings)
     except PrepareError as error:
-        LOG.error("%s", error)
-        return 2
+        return fail(settings.exit_message_file, str(error), 2)
+    except Exception as error:
+        # A bug or the machine (memory, disk): the traceback goes to the log, the reason to
+        # the exit message, so the job does not fail without one.
+        fail(settings.exit_message_file, f"unexpected {type(error).__name__}: {error}", 1)
+        raise
     failed = (report["ingestion"] or {}).get("failed", 0)
     if failed:
-        LOG.error("%d records could not be ingested into %s (see the report)", failed, settings.feature_group_name)
-        return 1
+        return fail(
+            settings.exit_message_file,
+            f"{failed} records could not be ingested into {settings.feature_group_name} (see the report)",
+            1,
+        )
     return 0
 
 

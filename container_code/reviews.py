@@ -123,6 +123,35 @@ def format_event_time(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+# A processing container's exit message: after the job ends, DescribeProcessingJob returns the
+# first 1 KB of this file as ExitMessage (the reason a failed job gives); it must be UTF-8, or
+# the job fails with a ClientError instead.
+EXIT_MESSAGE_FILE = "/opt/ml/output/message"
+EXIT_MESSAGE_MAX_BYTES = 1024
+
+
+def write_exit_message(path: str | Path, message: str) -> None:
+    """Write `message` as the job's one-line exit message: UTF-8, at most 1 KB, no newlines."""
+    line = " ".join(str(message).split())
+    data = line.encode("utf-8", errors="replace")[: EXIT_MESSAGE_MAX_BYTES - 1]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data.decode("utf-8", errors="ignore").encode("utf-8") + b"\n")
+
+
+def parse_event_time(text: str) -> str | None:
+    """An ISO-8601 date or date-time (naive = UTC, `Z` accepted) as the Feature Store event
+    time string, or None when it is not one."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return format_event_time(moment)
+
+
 def prepared_record(
     *,
     review_id: str,

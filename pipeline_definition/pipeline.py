@@ -12,6 +12,7 @@ from pipeline_definition.offline_sdk import OfflinePipelineSession, telemetry_di
 from pipeline_definition.parameters import build_parameters
 from pipeline_definition.settings import PipelineDefinitionSettings
 from pipeline_definition.steps.evaluate import build_evaluate_step, evaluation_report
+from pipeline_definition.steps.fingerprint import build_fingerprint_step, fingerprint_report, input_fingerprint
 from pipeline_definition.steps.prepare import build_prepare_step
 from pipeline_definition.steps.register import build_condition_step
 from pipeline_definition.steps.train import build_train_step
@@ -21,17 +22,19 @@ def build_pipeline(settings: PipelineDefinitionSettings) -> Pipeline:
     session = OfflinePipelineSession(settings.region)
     params = build_parameters(settings)
     report = evaluation_report()
+    fingerprint = fingerprint_report()
     with telemetry_disabled(), warnings.catch_warnings():
         # Says that a PipelineSession starts no jobs: exactly why it is used here.
         warnings.filterwarnings("ignore", message="Running within a PipelineSession")
-        prepare_step = build_prepare_step(settings, params, session)
+        fingerprint_step = build_fingerprint_step(settings, params, fingerprint, session)
+        prepare_step = build_prepare_step(settings, params, input_fingerprint(fingerprint_step, fingerprint), session)
         train_step = build_train_step(settings, params, prepare_step, session)
         evaluate_step = build_evaluate_step(settings, params, prepare_step, train_step, report, session)
         condition_step = build_condition_step(settings, params, train_step, evaluate_step, report, session)
     return Pipeline(
         name=settings.pipeline_name,
         parameters=params.all(),
-        steps=[prepare_step, train_step, evaluate_step, condition_step],
+        steps=[fingerprint_step, prepare_step, train_step, evaluate_step, condition_step],
         # No experiment/trial per run: the default config adds them, and they are not needed.
         pipeline_experiment_config=None,
         sagemaker_session=session,

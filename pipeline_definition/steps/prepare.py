@@ -1,5 +1,8 @@
 """The prepare step: balance, split and tokenize the raw reviews, ingest them into the
-environment's Feature Group, and write the train/validation/test splits."""
+environment's Feature Group, and write the train/validation/test splits.
+
+Its arguments carry the fingerprint of the input objects, so that its cache key (and through
+its outputs, train's and evaluate's) changes when, and only when, the input objects do."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from pipeline_definition.locations import execution_s3_uri
 from pipeline_definition.parameters import PipelineParameters
 from pipeline_definition.settings import PipelineDefinitionSettings
 from pipeline_definition.steps import bundled_script
+from pipeline_definition.steps.fingerprint import InputFingerprint
 
 STEP_NAME = "PrepareReviews"
 SCRIPT = "prepare.py"
@@ -19,9 +23,14 @@ OUTPUT_NAMES = ("train", "validation", "test", "report")
 PREPARED_PREFIX = "reviews/prepared"
 
 
-def prepare_arguments(settings: PipelineDefinitionSettings, params: PipelineParameters) -> list:
+def prepare_arguments(settings: PipelineDefinitionSettings, params: PipelineParameters, fingerprint: InputFingerprint) -> list:
     """prepare.py's command line; numbers go through to_string() because the service accepts
-    only strings as container arguments (a bare Get of an Integer parameter fails the job)."""
+    only strings as container arguments (a bare Get of an Integer parameter fails the job).
+
+    The fingerprint's values come last: the digest puts the input objects into the cache key;
+    prepare checks its download against the count and bytes; the snapshot time is the event
+    time of rows without a date (a value of the data, where the execution's start time would
+    make every run a cache miss)."""
     return [
         "--input-dir", RAW_INPUT_DIR,
         "--output-dir", OUTPUT_DIR,
@@ -34,10 +43,16 @@ def prepare_arguments(settings: PipelineDefinitionSettings, params: PipelinePara
         "--random-seed", params.random_seed.to_string(),
         "--ingest", params.ingest_into_feature_store,
         "--feature-group-name", settings.deploy_time.feature_group_name,
+        "--input-digest", fingerprint.digest,
+        "--expected-input-files", fingerprint.object_count.to_string(),
+        "--expected-input-bytes", fingerprint.total_bytes.to_string(),
+        "--event-time", fingerprint.snapshot_time,
     ]
 
 
-def build_prepare_step(settings: PipelineDefinitionSettings, params: PipelineParameters, session) -> ProcessingStep:
+def build_prepare_step(
+    settings: PipelineDefinitionSettings, params: PipelineParameters, fingerprint: InputFingerprint, session
+) -> ProcessingStep:
     deploy_time = settings.deploy_time
     processor = bundled_script.processor(
         settings,
@@ -68,7 +83,7 @@ def build_prepare_step(settings: PipelineDefinitionSettings, params: PipelinePar
             )
             for name in OUTPUT_NAMES
         ],
-        arguments=prepare_arguments(settings, params),
+        arguments=prepare_arguments(settings, params, fingerprint),
     )
     return ProcessingStep(
         name=STEP_NAME,

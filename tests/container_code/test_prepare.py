@@ -22,6 +22,8 @@ from data_support import FakeFeatureStore, PlannedError, minilm_tokenizer_dir, w
 CONTAINER_CODE = Path(prepare.__file__).resolve().parent
 COLUMNS = ("review_id", "star_rating", "review_body", "product_category")
 MAX_SEQ_LENGTH = 16
+# What the pipeline passes as --event-time (its input snapshot's time).
+EVENT_TIME = "2026-11-01T08:30:00Z"
 
 
 def review_rows(per_star: dict[int, int], prefix: str = "r") -> list[dict]:
@@ -48,6 +50,7 @@ def settings_for(input_dir: Path, output_dir: Path, *extra: str) -> prepare.Prep
             "--tokenizer", str(minilm_tokenizer_dir()),
             "--max-seq-length", str(MAX_SEQ_LENGTH),
             "--num-workers", "1",
+            "--event-time", EVENT_TIME,
             *extra,
         ]
     )
@@ -196,12 +199,18 @@ def test_help_lists_every_argument_by_its_kebab_case_name():
 # Hosts
 
 
-def test_hosts_share_files_every_nth_in_sorted_order():
-    files = [Path(f"in/part-{index}.csv") for index in (3, 0, 4, 1, 2)]
-    hosts = ("algo-1", "algo-2")
-    shares = [prepare.files_for_host(files, prepare.HostIdentity(host, hosts)) for host in hosts]
-    assert shares[0] == [Path("in/part-0.csv"), Path("in/part-2.csv"), Path("in/part-4.csv")]
-    assert shares[1] == [Path("in/part-1.csv"), Path("in/part-3.csv")]
+def test_review_ids_hash_to_hosts_stably_and_evenly():
+    ids = [f"R{index:06d}" for index in range(3000)]
+    owners = [prepare.host_index_of(review_id, 3) for review_id in ids]
+    assert owners == [prepare.host_index_of(review_id, 3) for review_id in ids]  # no per-process salt
+    assert all(600 < owners.count(host) < 1400 for host in range(3))
+    assert {prepare.host_index_of(review_id, 1) for review_id in ids} == {0}
+    # Rows without an id go to the first host, which counts them as rejects.
+    assert prepare.host_index_of("", 3) == 0
+    # Known values: the same on every host, in every Python version (sha256, not hash()).
+    assert [prepare.host_index_of(review_id, 2) for review_id in ("a", "b", "c", "R1")] == [
+        int.from_bytes(__import__("hashlib").sha256(review_id.encode()).digest()[:8], "big") % 2 for review_id in ("a", "b", "c", "R1")
+    ]
 
 
 def test_host_identity_comes_from_resourceconfig(tmp_path):
@@ -217,21 +226,25 @@ def test_host_identity_comes_from_resourceconfig(tmp_path):
 def test_two_hosts_split_the_input_and_write_their_own_parts(tmp_path):
     input_dir = tmp_path / "input"
     for index in range(3):
-        write_csv(input_dir / f"reviews-{index}.csv", review_rows({1: 4, 3: 4, 5: 4}, prefix=f"f{index}-"), COLUMNS)
+        write_csv(input_dir / f"reviews-{index}.csv", review_rows({1: 8, 3: 8, 5: 8}, prefix=f"f{index}-"), COLUMNS)
     output_dir = tmp_path / "output"
     reports = []
     for host in ("algo-1", "algo-2"):
         config = tmp_path / f"resourceconfig-{host}.json"
         config.write_text(json.dumps({"current_host": host, "hosts": ["algo-1", "algo-2"]}))
-        settings = settings_for(input_dir, output_dir, "--resource-config", str(config))
+        settings = settings_for(input_dir, output_dir, "--resource-config", str(config), "--train-fraction", "0.5",
+                                "--validation-fraction", "0.25", "--test-fraction", "0.25")
         reports.append(prepare.run(settings))
 
-    assert [report["input_files"] for report in reports] == [["reviews-0.csv", "reviews-2.csv"], ["reviews-1.csv"]]
+    # Every host reads every file and keeps the rows whose id hashes to it.
+    assert [report["input_files"] for report in reports] == [["reviews-0.csv", "reviews-1.csv", "reviews-2.csv"]] * 2
+    assert [report["rows_scanned"] for report in reports] == [72, 72]
     assert sorted(p.name for p in (output_dir / "train").iterdir()) == ["part-algo-1.jsonl", "part-algo-2.jsonl"]
     assert sorted(p.name for p in (output_dir / "report").iterdir()) == ["prepare_report-algo-1.json", "prepare_report-algo-2.json"]
-    assert sum(report["rows_read"] for report in reports) == 36
+    assert sum(report["rows_read"] for report in reports) == 72
+    assert all(report["rows_read"] == report["rows_written"]["total"] + report["rows_rejected"]["total"] for report in reports)
     written_ids = [r["review_id"] for split in reviews.SPLIT_NAMES for r in read_split(output_dir, split)]
-    assert len(written_ids) == len(set(written_ids)) == 36
+    assert len(written_ids) == len(set(written_ids)) == sum(report["rows_written"]["total"] for report in reports)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,6 +282,7 @@ def test_every_kind_of_bad_row_is_counted_and_nothing_is_lost(tmp_path):
 
     expected_rejects = {
         prepare.MISSING_REVIEW_ID: 1,
+        prepare.INVALID_UTF8: 0,
         prepare.MISSING_REVIEW_BODY: 3,  # empty, blank, and the short TSV row
         prepare.MISSING_STAR_RATING: 1,
         prepare.STAR_RATING_NOT_AN_INTEGER: 2,
@@ -287,8 +301,10 @@ def test_every_kind_of_bad_row_is_counted_and_nothing_is_lost(tmp_path):
     assert records[good[0]["review_id"]]["review_body"] == good[0]["review_body"]  # first occurrence wins
     assert records[good[8]["review_id"]]["review_body"] == '"Best" purchase, 12" screen'
     assert {records[f"d{i}"]["date"] for i in range(3)} == {"2015-08-31T00:00:00Z"}
-    assert records[good[1]["review_id"]]["date"] == report["event_time"]["run_start"]
+    assert records[good[1]["review_id"]]["date"] == report["event_time"]["default_event_time"] == EVENT_TIME
     assert report["event_time"]["files_with_date_column"] == 1
+    # The first rejected rows are named by file and line (never by their text).
+    assert {"file": "a.csv", "line": 10, "reason": prepare.MISSING_REVIEW_ID} in report["rows_rejected"]["first_rows"]
 
 
 def test_written_records_follow_the_prepared_split_contract(tmp_path):
@@ -347,16 +363,195 @@ def test_inputs_that_cannot_be_used_fail_clearly(tmp_path):
         prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--tokenizer", str(tmp_path / "no-tokenizer")))
 
 
+# ---------------------------------------------------------------------------------------------
+# Damaged input: counted rows or one clear error naming the file (and line), never a traceback
+
+
+def write_bytes(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def csv_bytes(rows: list[dict], columns=COLUMNS) -> bytes:
+    lines = [",".join(columns)] + [",".join(str(row.get(c, "")) for c in columns) for row in rows]
+    return ("\n".join(lines) + "\n").encode("utf-8")
+
+
+def test_a_byte_that_is_not_utf8_rejects_its_row_and_nothing_else(tmp_path):
+    rows = review_rows({1: 4, 3: 4, 5: 4})
+    data = csv_bytes(rows)
+    # Latin-1 bytes: an é in one review's text, a ü in another review's id.
+    data = data.replace(b"review 1 rated 1 stars", b"caf\xe9 review 1 rated 1 stars", 1)
+    data = data.replace(b"r3-002,", b"r3-00\xfc2,", 1)
+    # One in a column prepare does not use: the row is still usable.
+    data = data.replace(b"r5-003,5,review 3 rated 5 stars word word word,Electronics", b"r5-003,5,review 3 rated 5 stars word word word,Electr\xf3nica", 1)
+    write_bytes(tmp_path / "input" / "reviews.csv", data)
+
+    report = prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--balance", "false",
+                                      "--train-fraction", "0.5", "--validation-fraction", "0.25", "--test-fraction", "0.25"))
+
+    assert report["rows_read"] == 12
+    assert report["rows_rejected"]["by_reason"][prepare.INVALID_UTF8] == 2
+    assert report["rows_written"]["total"] == 10
+    assert [(r["file"], r["line"]) for r in report["rows_rejected"]["first_rows"]] == [("reviews.csv", 3), ("reviews.csv", 8)]
+    written = {r["review_id"] for split in reviews.SPLIT_NAMES for r in read_split(tmp_path / "output", split)}
+    assert "r5-003" in written and "r1-001" not in written
+
+
+@pytest.mark.parametrize(
+    ("name", "damage"),
+    [
+        ("reviews.csv.gz", lambda data: gzip.compress(data)[:-30]),  # cut short: EOFError before
+        ("reviews.csv.gz", lambda data: gzip.compress(data)[:40] + b"\x00" * 40 + gzip.compress(data)[80:]),  # corrupt stream
+        ("reviews.csv.gz", lambda data: data),  # not gzip at all
+    ],
+)
+def test_damaged_gzip_input_stops_with_the_file_and_line(tmp_path, name, damage):
+    rows = review_rows({1: 40, 3: 40, 5: 40})
+    write_bytes(tmp_path / "input" / name, damage(csv_bytes(rows)))
+    with pytest.raises(prepare.PrepareError, match=rf"{name}:\d+: damaged or cut-short gzip data \(\w+: .*upload the file again"):
+        prepare.run(settings_for(tmp_path / "input", tmp_path / "output"))
+
+
+def test_extensions_match_in_any_case(tmp_path):
+    write_bytes(tmp_path / "input" / "A.CSV.GZ", gzip.compress(csv_bytes(review_rows({1: 3, 3: 3, 5: 3}, prefix="a"))))
+    lines = ["\t".join(COLUMNS)] + ["\t".join(str(row[c]) for c in COLUMNS) for row in review_rows({1: 3, 3: 3, 5: 3}, prefix="b")]
+    write_bytes(tmp_path / "input" / "b.Tsv", ("\n".join(lines) + "\n").encode())
+    write_bytes(tmp_path / "input" / "notes.TXT", b"not a table")
+    report = prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--train-fraction", "0.34",
+                                      "--validation-fraction", "0.33", "--test-fraction", "0.33"))
+    assert report["input_files"] == ["A.CSV.GZ", "b.Tsv"]
+    assert report["rows_read"] == 18 and report["rows_written"]["total"] == 18
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"a.csv": b"", "b.csv": csv_bytes(review_rows({1: 9, 3: 9, 5: 9}))}, r"a\.csv: empty file \(0 bytes\)"),
+        ({"a.csv.gz": b""}, r"a\.csv\.gz: empty file \(0 bytes\)"),
+        ({"a.csv.gz": gzip.compress(b"")}, r"a\.csv\.gz: no header line"),
+        ({"a.csv": csv_bytes([]), "b.tsv": "\t".join(COLUMNS).encode() + b"\n"}, r"^the input holds no data rows \(header lines only\)$"),
+        ({"a.csv": csv_bytes([{"review_id": f"x{i}", "star_rating": 9, "review_body": "t"} for i in range(3)] + [{"review_id": "", "star_rating": 1, "review_body": "t"}])},
+         r"^all 4 rows were rejected \(missing_review_id 1, star_rating_out_of_range 3\); first at a\.csv:2$"),
+    ],
+    ids=["zero-byte-csv", "zero-byte-gz", "gz-of-nothing", "header-only", "all-rejected"],
+)
+def test_input_with_nothing_to_prepare_is_a_clear_error(tmp_path, files, message):
+    for name, data in files.items():
+        write_bytes(tmp_path / "input" / name, data)
+    with pytest.raises(prepare.PrepareError, match=message):
+        prepare.run(settings_for(tmp_path / "input", tmp_path / "output"))
+    assert not (tmp_path / "output" / "train").exists()  # stopped before writing anything
+
+
+def test_an_empty_split_is_a_clear_error(tmp_path):
+    write_csv(tmp_path / "input" / "reviews.csv", review_rows({1: 4, 3: 4, 5: 4}), COLUMNS)
+    with pytest.raises(prepare.PrepareError, match=r"the validation split is empty: 12 usable reviews .*--validation-fraction"):
+        prepare.run(settings_for(tmp_path / "input", tmp_path / "output"))  # 5% of 4 per class rounds to 0
+
+
+def test_duplicate_ids_in_files_of_different_hosts_meet_on_one_host(tmp_path):
+    # The same reviews delivered twice, in two files: with two hosts, each file used to go to
+    # its own host, and every duplicate reached both.
+    rows = review_rows({1: 10, 3: 10, 5: 10})
+    write_csv(tmp_path / "input" / "delivery-1.csv", rows, COLUMNS)
+    write_csv(tmp_path / "input" / "delivery-2.csv", [dict(row, review_body=row["review_body"] + " again") for row in rows], COLUMNS)
+    reports = []
+    for host in ("algo-1", "algo-2"):
+        config = tmp_path / f"resourceconfig-{host}.json"
+        config.write_text(json.dumps({"current_host": host, "hosts": ["algo-1", "algo-2"]}))
+        reports.append(prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--resource-config", str(config),
+                                                "--balance", "false", "--train-fraction", "0.34",
+                                                "--validation-fraction", "0.33", "--test-fraction", "0.33")))
+    written = [r for split in reviews.SPLIT_NAMES for r in read_split(tmp_path / "output", split)]
+    assert sorted(r["review_id"] for r in written) == sorted(row["review_id"] for row in rows)
+    assert sum(report["rows_rejected"]["by_reason"][prepare.DUPLICATE_REVIEW_ID] for report in reports) == 30
+    assert not any(r["review_body"].endswith(" again") for r in written)  # the first delivery wins
+
+
+def test_event_time_comes_from_the_argument_never_from_the_clock(tmp_path, monkeypatch):
+    import datetime as real_datetime
+
+    class JumpingClock(real_datetime.datetime):
+        calls = 0
+
+        @classmethod
+        def now(cls, tz=None):
+            cls.calls += 1
+            return real_datetime.datetime(2030, 1, 1, tzinfo=real_datetime.timezone.utc) + real_datetime.timedelta(hours=cls.calls)
+
+    monkeypatch.setattr(real_datetime, "datetime", JumpingClock)
+    if hasattr(prepare, "datetime"):
+        monkeypatch.setattr(prepare, "datetime", JumpingClock)
+    write_csv(tmp_path / "input" / "reviews.csv", review_rows({1: 20, 3: 20, 5: 20}), COLUMNS)
+    outputs = []
+    for run in ("first", "second"):
+        prepare.run(settings_for(tmp_path / "input", tmp_path / run))
+        outputs.append({split: (tmp_path / run / split / "part-algo-1.jsonl").read_text() for split in reviews.SPLIT_NAMES})
+    assert outputs[0] == outputs[1]
+    assert {r["date"] for split in reviews.SPLIT_NAMES for r in read_split(tmp_path / "first", split)} == {EVENT_TIME}
+
+
+def test_rows_without_a_date_need_an_event_time(tmp_path, capsys):
+    write_csv(tmp_path / "input" / "reviews.csv", review_rows({1: 20, 3: 20, 5: 20}), COLUMNS)
+    settings = prepare.parse_settings([
+        "--input-dir", str(tmp_path / "input"), "--output-dir", str(tmp_path / "output"),
+        "--resource-config", str(tmp_path / "none.json"), "--tokenizer", str(minilm_tokenizer_dir()), "--num-workers", "1",
+    ])
+    with pytest.raises(prepare.PrepareError, match=r"reviews\.csv: no 'review_date' column and no --event-time"):
+        prepare.run(settings)
+    with pytest.raises(SystemExit):
+        prepare.parse_settings(["--event-time", "yesterday"])
+    assert "expected an ISO-8601 date or date-time, got 'yesterday'" in capsys.readouterr().err
+    assert prepare.parse_settings(["--event-time", "2026-11-29T20:01:02.345+01:00"]).event_time == "2026-11-29T19:01:02Z"
+
+
+def test_input_that_changed_after_it_was_fingerprinted_is_refused(tmp_path):
+    path = write_csv(tmp_path / "input" / "reviews.csv", review_rows({1: 20, 3: 20, 5: 20}), COLUMNS)
+    size = path.stat().st_size
+    report = prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--input-digest", "abc123",
+                                      "--expected-input-files", "1", "--expected-input-bytes", str(size)))
+    assert report["input"] == {"digest": "abc123", "files": 1, "bytes": size}
+    with pytest.raises(prepare.PrepareError, match=r"changed after the pipeline fingerprinted it \(files: expected 2, found 1; bytes: expected 1, found \d+\)"):
+        prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--expected-input-files", "2", "--expected-input-bytes", "1"))
+
+
+def test_every_failure_leaves_a_one_line_reason_for_the_jobs_exit_message(tmp_path, monkeypatch):
+    message = tmp_path / "opt" / "ml" / "output" / "message"
+    write_csv(tmp_path / "input" / "reviews.csv", [], COLUMNS)
+    arguments = [
+        "--input-dir", str(tmp_path / "input"), "--output-dir", str(tmp_path / "output"),
+        "--resource-config", str(tmp_path / "none.json"), "--tokenizer", str(minilm_tokenizer_dir()),
+        "--num-workers", "1", "--event-time", EVENT_TIME, "--exit-message-file", str(message),
+    ]
+    assert prepare.main(arguments) == 2
+    assert message.read_text() == "prepare: the input holds no data rows (header lines only)\n"
+
+    with pytest.raises(SystemExit) as exit_info:
+        prepare.main([*arguments, "--train-fraction", "2"])
+    assert exit_info.value.code == 2
+    assert message.read_text().startswith("prepare: invalid arguments: split fractions must sum to 1, got train 2.0")
+
+    write_csv(tmp_path / "input" / "reviews.csv", review_rows({1: 20, 3: 20, 5: 20}), COLUMNS)
+    monkeypatch.setattr(prepare, "tokenize_texts", lambda *args, **kwargs: (_ for _ in ()).throw(MemoryError("out of memory")))
+    with pytest.raises(MemoryError):
+        prepare.main(arguments)
+    assert message.read_text() == "prepare: unexpected MemoryError: out of memory\n"
+    assert len(message.read_bytes()) <= 1024
+
+
 def test_column_names_are_configurable(tmp_path):
-    rows = [{"id": f"x{i}", "stars": 1 + i % 5, "text": f"text {i}", "when": "2020-02-02"} for i in range(15)]
+    rows = [{"id": f"x{i}", "stars": 1 + i % 5, "text": f"text {i}", "when": "2020-02-02"} for i in range(30)]
     write_csv(tmp_path / "input" / "reviews.csv", rows, ("id", "stars", "text", "when"))
     report = prepare.run(
         settings_for(
             tmp_path / "input", tmp_path / "output",
             "--id-column", "id", "--rating-column", "stars", "--text-column", "text", "--date-column", "when",
+            "--train-fraction", "0.6", "--validation-fraction", "0.2", "--test-fraction", "0.2",
         )
     )
-    assert report["rows_read"] == 15 and report["rows_rejected"]["total"] == 15 - report["rows_written"]["total"]
+    assert report["rows_read"] == 30 and report["rows_rejected"]["total"] == 30 - report["rows_written"]["total"]
     assert {r["date"] for r in read_split(tmp_path / "output", "train")} == {"2020-02-02T00:00:00Z"}
 
 
@@ -369,7 +564,9 @@ def test_failed_ingestion_is_reported_and_fails_the_job(tmp_path, monkeypatch):
                 "--input-dir", str(tmp_path / "input"), "--output-dir", str(tmp_path / "output"),
                 "--resource-config", str(tmp_path / "none.json"), "--tokenizer", str(minilm_tokenizer_dir()),
                 "--num-workers", "1", "--ingest", "true", "--feature-group-name", "fg",
-                "--featurestore-endpoint-url", store.endpoint_url,
+                "--featurestore-endpoint-url", store.endpoint_url, "--event-time", EVENT_TIME,
+                "--train-fraction", "0.6", "--validation-fraction", "0.2", "--test-fraction", "0.2",
+                "--exit-message-file", str(tmp_path / "message"),
             ]
         )
     finally:
@@ -379,6 +576,7 @@ def test_failed_ingestion_is_reported_and_fails_the_job(tmp_path, monkeypatch):
     assert report["ingestion"]["failed"] == 1 and report["ingestion"]["succeeded"] == 14
     assert report["ingestion"]["first_errors"][0]["record_id"] == "r3-002"
     assert report["ingestion"]["first_errors"][0]["error_code"] == "ValidationError"
+    assert (tmp_path / "message").read_text() == "prepare: 1 records could not be ingested into fg (see the report)\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -410,6 +608,7 @@ def script_arguments(input_dir: Path, output_dir: Path) -> list[str]:
         "--tokenizer", str(minilm_tokenizer_dir()), "--max-seq-length", str(MAX_SEQ_LENGTH),
         "--balance", "true", "--train-fraction", "0.6", "--validation-fraction", "0.2", "--test-fraction", "0.2",
         "--random-seed", "5", "--num-workers", "2", "--batch-size", "4", "--log-every-rows", "5",
+        "--event-time", EVENT_TIME, "--exit-message-file", str(output_dir / "message"),
     ]
 
 
@@ -451,5 +650,15 @@ def test_script_ingests_every_written_record_into_the_feature_group(small_input,
         record = written[review_id]
         assert json.loads(features["input_ids"]) == record["input_ids"]
         assert features["split_type"] == record["split_type"]
-        assert features["date"] == record["date"] == report["event_time"]["run_start"]
+        assert features["date"] == record["date"] == EVENT_TIME
         assert int(features["label_id"]) == record["label_id"]
+
+
+@pytest.mark.slow  # a fresh interpreter imports transformers (and torch): 5-15 s
+def test_script_stops_on_a_cut_short_gzip_with_one_line_and_no_traceback(tmp_path):
+    write_bytes(tmp_path / "input" / "reviews.csv.gz", gzip.compress(csv_bytes(review_rows({1: 40, 3: 40, 5: 40})))[:-30])
+    completed = run_prepare_script(script_arguments(tmp_path / "input", tmp_path / "output"))
+    assert completed.returncode == 2, completed.stdout + completed.stderr
+    assert "Traceback" not in completed.stdout + completed.stderr
+    reason = (tmp_path / "output" / "message").read_text()
+    assert re.fullmatch(r"prepare: \S+reviews\.csv\.gz:\d+: damaged or cut-short gzip data \(EOFError: .*\); upload the file again\n", reason)

@@ -85,7 +85,7 @@ def test_converter_turns_a_hand_made_snippet_file_into_reviews_prepare_reads(tmp
         ("vader-amazon-1_1", 2), ("vader-amazon-1_2", 3), ("vader-amazon-2_1", 5), ("vader-amazon-2_2", 1), ("vader-amazon-3_1", 4),
     ]
 
-    read = prepare.read_reviews([csv_path], prepare.Columns(), "2020-01-01T00:00:00Z", log_every_rows=100)
+    read = prepare.read_reviews([csv_path], prepare.Columns(), default_event_time="2020-01-01T00:00:00Z", log_every_rows=100)
     assert read.rows_read == 5 and not read.rejected
     assert [(r.review_id, r.sentiment, r.review_body) for r in read.reviews] == [
         (row["review_id"], reviews.star_rating_to_sentiment(row["star_rating"]), row["review_body"]) for row in rows
@@ -119,7 +119,7 @@ def test_real_snippets_convert_to_a_usable_three_class_dataset(tmp_path, monkeyp
     assert "wrote 3708 reviews" in printed and "rows per sentiment: negative:" in printed
 
     csv_path = tmp_path / sample_data.OUTPUT_FILE_NAME
-    read = prepare.read_reviews([csv_path], prepare.Columns(), "2020-01-01T00:00:00Z", log_every_rows=10**6)
+    read = prepare.read_reviews([csv_path], prepare.Columns(), default_event_time="2020-01-01T00:00:00Z", log_every_rows=10**6)
     assert read.rows_read == 3708 and not read.rejected  # the dataset's documented size, all usable
     per_class = Counter(r.sentiment for r in read.reviews)
     assert min(per_class.values()) >= 0.15 * read.rows_read  # neutral is a usable class

@@ -19,7 +19,7 @@ def test_demo_executes_the_definition_and_serves_the_registered_package(tiny_mod
 
     assert summary["execution"]["PipelineExecutionStatus"] == "Succeeded"
     steps = [step["StepName"] for step in reversed(summary["steps"]["PipelineExecutionSteps"])]
-    assert steps == ["PrepareReviews", "TrainModel", "EvaluateModel", "CheckAccuracy", "Register-RegisterModel", "Create-CreateModel"]
+    assert steps == ["FingerprintInput", "PrepareReviews", "TrainModel", "EvaluateModel", "CheckAccuracy", "Register-RegisterModel", "Create-CreateModel"]
     assert summary["model_package_arn"].endswith(":model-package/review-classifier-dev/1")
     assert summary["test_accuracy"] >= 0.5
     assert len(summary["predictions"]) == len(run_demo.SAMPLE_REVIEWS)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import json
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import boto3
 import pytest
 from botocore.validate import ParamValidator
 
-from local_pipeline import iam, local_aws
+from local_pipeline import iam, local_aws, s3_io
 from local_pipeline.executor import ExecutionResult, PipelineExecutor, SelectiveExecution
 from local_pipeline.jobs import JobContext
 from stacks.config import load_environment
@@ -21,7 +22,7 @@ from local_run_support import tiny_training_parameters
 
 pytestmark = pytest.mark.slow
 
-STEP_ORDER = ["PrepareReviews", "TrainModel", "EvaluateModel", "CheckAccuracy", "Register-RegisterModel", "Create-CreateModel"]
+STEP_ORDER = ["FingerprintInput", "PrepareReviews", "TrainModel", "EvaluateModel", "CheckAccuracy", "Register-RegisterModel", "Create-CreateModel"]
 
 
 class LocalPipeline:
@@ -223,3 +224,59 @@ def test_the_upserter_runs_as_its_role(local_pipeline):
                                       local_pipeline.roles.pipeline_upserter)
     finally:
         iam.put_policies(local_pipeline.iam, role)
+
+
+# ---------------------------------------------------------------------------------------------
+# The input fingerprint: prepare's cache key follows the objects under the prefix
+
+PREPARE_ONLY = frozenset({"FingerprintInput", "PrepareReviews"})
+
+
+def prepare_cache_key(result: ExecutionResult) -> str:
+    """SageMaker's cache key attributes of a processing step, as the job received them."""
+    request = result.step_properties["PrepareReviews"]
+    return hashlib.sha256(json.dumps({name: request.get(name) for name in ("AppSpecification", "Environment", "ProcessingInputs")},
+                                     sort_keys=True).encode()).hexdigest()
+
+
+def _output_uri(result: ExecutionResult, step: str, output: str) -> str:
+    outputs = result.step_properties[step]["ProcessingOutputConfig"]["Outputs"]
+    return next(o["S3Output"]["S3Uri"] for o in outputs if o["OutputName"] == output)
+
+
+def test_prepare_gets_the_input_fingerprint_and_its_cache_key_follows_the_objects(local_pipeline, baseline, raw_reviews_dir):
+    s3, bucket, prefix = local_pipeline.s3, local_pipeline.environment.data_bucket, "reviews/raw-fingerprinted/"
+    with local_aws.credentials_in_environment(local_pipeline.roles.admin):
+        uri = local_aws.upload_reviews(local_pipeline.environment, sorted(raw_reviews_dir.glob("*.csv")), prefix)
+    selective = SelectiveExecution(baseline, PREPARE_ONLY)
+
+    first = local_pipeline.run(local_pipeline.definition, selective, InputDataS3Uri=uri)
+    assert first.status == "Succeeded", first.failure_reason
+    fingerprint = s3_io.read_json_object(s3, _output_uri(first, "FingerprintInput", "fingerprint") + "/fingerprint.json")
+    report = s3_io.read_json_object(s3, _output_uri(first, "PrepareReviews", "report") + "/prepare_report-algo-1.json")
+    assert report["input"]["digest"] == fingerprint["digest"]
+    assert report["input"]["files"] == fingerprint["object_count"] == 1
+    assert report["event_time"]["default_event_time"] == fingerprint["snapshot_time"]
+
+    unchanged = local_pipeline.run(local_pipeline.definition, selective, InputDataS3Uri=uri)
+    assert prepare_cache_key(unchanged) == prepare_cache_key(first)  # SageMaker would reuse the first run
+
+    # One review's rating edited in place (same key, same size): a cache miss, so new data
+    # reaches train and evaluate.
+    key = f"{prefix}reviews.csv"
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    line_start = body.index(b"\nr0000,") + len(b"\nr0000,")
+    edited = body[:line_start] + (b"3" if body[line_start:line_start + 1] != b"3" else b"1") + body[line_start + 1:]
+    s3.put_object(Bucket=bucket, Key=key, Body=edited)
+    rewritten = local_pipeline.run(local_pipeline.definition, selective, InputDataS3Uri=uri)
+    assert rewritten.status == "Succeeded", rewritten.failure_reason
+    assert prepare_cache_key(rewritten) != prepare_cache_key(first)
+
+
+def test_a_prepare_failure_reaches_the_step_as_one_line(local_pipeline, baseline):
+    bucket, prefix = local_pipeline.environment.data_bucket, "reviews/raw-header-only/"
+    local_pipeline.s3.put_object(Bucket=bucket, Key=f"{prefix}reviews.csv", Body=b"review_id,star_rating,review_body\n")
+    result = local_pipeline.run(local_pipeline.definition, SelectiveExecution(baseline, PREPARE_ONLY),
+                                InputDataS3Uri=f"s3://{bucket}/{prefix}")
+    _only(result, "PrepareReviews")
+    assert result.failure_reason.endswith("AlgorithmError: exit code 2: prepare: the input holds no data rows (header lines only)")

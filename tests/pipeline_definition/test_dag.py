@@ -11,8 +11,9 @@ import pytest
 from definition_helpers import all_steps, step_named
 
 import evaluate as evaluate_script  # container_code/, on sys.path via tests/conftest.py
+import fingerprint_input as fingerprint_script
 import reviews
-from pipeline_definition.steps import evaluate, prepare, register, train
+from pipeline_definition.steps import evaluate, fingerprint, prepare, register, train
 
 EXPECTED_PARAMETERS = {
     "InputDataS3Uri": "String",
@@ -66,8 +67,9 @@ def test_parameters_and_their_environment_defaults(definition, environment_name)
     assert parameters["InputDataS3Uri"]["DefaultValue"] == "s3://${DataBucketName}/reviews/raw/"
 
 
-def test_steps_run_prepare_train_evaluate_then_the_accuracy_gate(dev_definition):
+def test_steps_run_fingerprint_prepare_train_evaluate_then_the_accuracy_gate(dev_definition):
     assert [(s["Name"], s["Type"]) for s in dev_definition["Steps"]] == [
+        (fingerprint.STEP_NAME, "Processing"),
         (prepare.STEP_NAME, "Processing"),
         (train.STEP_NAME, "Training"),
         (evaluate.STEP_NAME, "Processing"),
@@ -111,24 +113,70 @@ def test_prepare_outputs_match_the_prepared_split_contract(dev_definition):
     assert raw["S3DataDistributionType"] == "FullyReplicated"
 
 
+def sample_fingerprint() -> dict:
+    """What fingerprint_input.py writes for two objects."""
+    objects = [
+        fingerprint_script.InputObject("reviews/raw/a.csv", "9b2cf535f27731c974343645a3985328", 1200, "2026-11-02T10:00:00Z"),
+        fingerprint_script.InputObject("reviews/raw/b.csv.gz", "0f343b0931126a20f133d67c2b018a3b-2", 9000, "2026-11-03T11:30:00Z"),
+    ]
+    return fingerprint_script.fingerprint(objects, "s3://bucket/reviews/raw/")
+
+
+def _concrete(argument, defaults: dict, fingerprint_file: dict) -> str:
+    """A container argument with its run-time value: a parameter's default or what JsonGet
+    reads from the fingerprint property file."""
+    if not isinstance(argument, dict):
+        return argument
+    text = json.dumps(argument)
+    paths = re.findall(r'"Path": "([^"]+)"', text)
+    if paths:
+        assert "Steps.FingerprintInput.PropertyFiles.InputFingerprint" in _references(argument)
+        return str(fingerprint_file[paths[0]])
+    return str(defaults[next(iter(_references(argument))).removeprefix("Parameters.")])
+
+
 def test_prepare_arguments_are_the_ones_prepare_py_accepts(dev_definition):
     import prepare as prepare_script
 
     arguments = step_named(dev_definition, prepare.STEP_NAME)["Arguments"]["AppSpecification"]["ContainerArguments"]
     flags = [a for a in arguments if isinstance(a, str) and a.startswith("--")]
     assert flags == ["--input-dir", "--output-dir", "--tokenizer", "--max-seq-length", "--balance", "--train-fraction",
-                     "--validation-fraction", "--test-fraction", "--random-seed", "--ingest", "--feature-group-name"]
-    # Run-time values stand in for the parameters: argparse exits on an unknown flag or a bad value.
+                     "--validation-fraction", "--test-fraction", "--random-seed", "--ingest", "--feature-group-name",
+                     "--input-digest", "--expected-input-files", "--expected-input-bytes", "--event-time"]
+    # Run-time values stand in for the parameters and the fingerprint: argparse exits on an
+    # unknown flag or a bad value.
     defaults = {p["Name"]: p["DefaultValue"] for p in dev_definition["Parameters"]}
-    concrete = []
-    for argument in arguments:
-        reference = next(iter(_references(argument)), None) if isinstance(argument, dict) else None
-        concrete.append(str(defaults[reference.removeprefix("Parameters.")]) if reference else argument)
-    parsed = prepare_script.build_argument_parser().parse_args(concrete)
+    fingerprint_file = sample_fingerprint()
+    parsed = prepare_script.build_argument_parser().parse_args([_concrete(a, defaults, fingerprint_file) for a in arguments])
     assert parsed.feature_group_name == "${FeatureGroupName}"
     assert parsed.input_dir == prepare.RAW_INPUT_DIR and parsed.output_dir == prepare.OUTPUT_DIR
     assert (parsed.train_fraction, parsed.validation_fraction, parsed.test_fraction) == (0.9, 0.05, 0.05)
     assert parsed.balance is True and parsed.ingest is True and parsed.max_seq_length == 64
+    assert parsed.input_digest == fingerprint_file["digest"]
+    assert (parsed.expected_input_files, parsed.expected_input_bytes) == (2, 10200)
+    assert parsed.event_time == "2026-11-03T11:30:00Z"
+
+
+def test_the_fingerprint_step_lists_the_prefix_prepare_reads_and_is_never_cached(dev_definition):
+    step = step_named(dev_definition, fingerprint.STEP_NAME)
+    assert "CacheConfig" not in step
+    app = step["Arguments"]["AppSpecification"]
+    parsed = fingerprint_script.build_argument_parser().parse_args(
+        [_concrete(a, {"InputDataS3Uri": "s3://bucket/reviews/raw/"}, {}) for a in app["ContainerArguments"]]
+    )
+    assert parsed.input_s3_uri == "s3://bucket/reviews/raw/"
+    raw = next(i for i in step_named(dev_definition, prepare.STEP_NAME)["Arguments"]["ProcessingInputs"] if i["InputName"] == "raw-reviews")
+    assert _argument_after(app["ContainerArguments"], "--input-s3-uri") == raw["S3Input"]["S3Uri"] == {"Get": "Parameters.InputDataS3Uri"}
+    # No data input: it lists the objects, it does not download them.
+    assert [i["InputName"] for i in step["Arguments"]["ProcessingInputs"]] == ["code"]
+    [property_file] = step["PropertyFiles"]
+    [output] = step["Arguments"]["ProcessingOutputConfig"]["Outputs"]
+    assert property_file == {"PropertyFileName": "InputFingerprint", "OutputName": output["OutputName"],
+                             "FilePath": fingerprint_script.FINGERPRINT_FILE}
+    assert output["S3Output"]["LocalPath"] == parsed.output_dir == fingerprint_script.DEFAULT_OUTPUT_DIR
+    # Every JsonGet prepare makes reads a key the script writes.
+    prepare_arguments = json.dumps(step_named(dev_definition, prepare.STEP_NAME)["Arguments"])
+    assert set(re.findall(r'"Path": "([^"]+)"', prepare_arguments)) == set(sample_fingerprint()) - {"input_s3_uri"}
 
 
 def test_train_hyperparameters_are_the_ones_train_py_accepts(dev_definition):
@@ -297,7 +345,7 @@ def test_fail_step_states_accuracy_and_threshold(dev_definition):
 
 
 def test_processing_steps_run_their_script_from_the_code_bundle(dev_definition):
-    for name, script in ((prepare.STEP_NAME, "prepare.py"), (evaluate.STEP_NAME, "evaluate.py")):
+    for name, script in ((fingerprint.STEP_NAME, "fingerprint_input.py"), (prepare.STEP_NAME, "prepare.py"), (evaluate.STEP_NAME, "evaluate.py")):
         arguments = step_named(dev_definition, name)["Arguments"]
         entrypoint = arguments["AppSpecification"]["ContainerEntrypoint"]
         assert entrypoint[:2] == ["bash", "-c"] and entrypoint[-1] == script

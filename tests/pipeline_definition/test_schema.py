@@ -151,7 +151,8 @@ def test_every_documented_gap_still_occurs():
 
 def test_extended_schema_still_rejects_what_the_service_rejects(dev_definition):
     broken = copy.deepcopy(dev_definition)
-    broken["Steps"][0]["Arguments"]["ProcessingResources"]["ClusterConfig"]["InstanceCount"] = "two"
-    broken["Steps"][1]["Arguments"]["HyperParameters"]["epochs"] = {"Std:Unknown": []}
+    processing, training = (next(s for s in broken["Steps"] if s["Type"] == kind) for kind in ("Processing", "Training"))
+    processing["Arguments"]["ProcessingResources"]["ClusterConfig"]["InstanceCount"] = "two"
+    training["Arguments"]["HyperParameters"]["epochs"] = {"Std:Unknown": []}
     errors = _errors(_extended_schema(_load_schema()), broken)
     assert {tuple(e.absolute_path)[-1] for e in errors} == {"InstanceCount", "epochs"}
