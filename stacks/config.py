@@ -152,6 +152,12 @@ class EnvironmentConfig(_Frozen):
         return self.resource_prefix
 
     @property
+    def approved_model_package_parameter_name(self) -> str:
+        """SSM parameter holding the ARN of the package the endpoint serves (written by the
+        approval deployer, read by the serving stack on every deploy)."""
+        return f"/{self.resource_prefix}/serving/approved-model-package-arn"
+
+    @property
     def athena_workgroup_name(self) -> str:
         return self.resource_prefix
 

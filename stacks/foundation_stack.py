@@ -1,5 +1,6 @@
 """The per-environment foundation: encrypted storage, the pipeline's execution role, the reviews
-Feature Group with its Athena workgroup, and the model registry the other stacks build on."""
+Feature Group with its Athena workgroup, the model registry the other stacks build on, and the SSM
+parameter that records which model package serves (it must exist before the serving stack)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,11 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from pipeline_definition import image_registries
+from stacks.components.approved_model_package_parameter import (
+    ApprovedModelPackageParameter,
+    ApprovedModelPackageParameterProps,
+)
+from stacks.components.cdk_bootstrap import bootstrap_name
 from stacks.components.encrypted_buckets import (
     ATHENA_RESULTS_PREFIX,
     FEATURE_STORE_OFFLINE_PREFIX,
@@ -66,6 +72,16 @@ class FoundationStack(cdk.Stack):
                 image_repositories=image_registries.pipeline_repositories(config.region),
             ),
         )
+        self.approved_model_package = ApprovedModelPackageParameter(
+            self,
+            "ApprovedModelPackage",
+            props=ApprovedModelPackageParameterProps(
+                parameter_name=config.approved_model_package_parameter_name,
+                model_package_group_name=config.model_package_group_name,
+                retain_on_delete=config.retain_on_delete,
+                log_retention_days=config.log_retention_days,
+            ),
+        )
         workgroup = FeatureStoreQueryWorkgroup(
             self,
             "FeatureStoreQueries",
@@ -96,19 +112,12 @@ class FoundationStack(cdk.Stack):
             ("OfflineStoreS3Uri", feature_store.offline_store_s3_uri, "Where the offline store writes"),
             ("ModelPackageGroupName", registry.model_package_group.model_package_group_name, "Model registry group"),
             ("AthenaWorkgroupName", workgroup.workgroup.ref, "Athena workgroup for offline store queries"),
+            ("ApprovedModelPackageParameterName", self.approved_model_package.parameter_name,
+             "SSM parameter: the model package the endpoint serves (written by the approval deployer)"),
         ):
             cdk.CfnOutput(self, output_id, value=value, description=description)
 
 
 def _file_assets_bucket_name(stack: cdk.Stack) -> str:
     """The CDK bootstrap assets bucket that holds this stack's file assets (the pipeline code)."""
-    synthesizer = stack.synthesizer
-    qualifier = (
-        synthesizer.bootstrap_qualifier if isinstance(synthesizer, cdk.DefaultStackSynthesizer) else None
-    ) or cdk.DefaultStackSynthesizer.DEFAULT_QUALIFIER
-    return (
-        cdk.DefaultStackSynthesizer.DEFAULT_FILE_ASSETS_BUCKET_NAME
-        .replace("${Qualifier}", qualifier)
-        .replace("${AWS::AccountId}", stack.account)
-        .replace("${AWS::Region}", stack.region)
-    )
+    return bootstrap_name(stack, cdk.DefaultStackSynthesizer.DEFAULT_FILE_ASSETS_BUCKET_NAME)

@@ -1,34 +1,30 @@
 """Serving stack of one environment: an endpoint that follows model package approvals.
 
-The stack declares which model package serves through its `ApprovedModelPackageArn` parameter:
-empty (the default) deploys no endpoint; an ARN deploys the model, endpoint config, endpoint and
-auto scaling for it. The approval deployer changes only that parameter (UpdateStack with the
-previous template), and `cdk deploy` keeps previous parameter values, so neither undoes the other.
+The stack reads which model package serves from the environment's approved-package SSM parameter
+(created by the foundation stack, written by the approval deployer) through its SSM-typed
+`ApprovedModelPackageArn` parameter: `none` deploys no endpoint; an ARN deploys the model,
+endpoint config, endpoint and auto scaling for it. CloudFormation resolves the parameter again on
+every create and update, so `cdk deploy` - with or without previous parameter values - deploys
+what the parameter says and cannot take a serving endpoint down.
 """
 
 from __future__ import annotations
 
-import re
-
 import aws_cdk as cdk
+from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
 
 from pipeline_definition import image_registries
 from stacks.components.approval_deployer import ApprovalDeployer, ApprovalDeployerProps
+from stacks.components.approval_update_role import ApprovalUpdateRole, ApprovalUpdateRoleProps
 from stacks.components.approved_model_endpoint import ApprovedModelEndpoint, ApprovedModelEndpointProps
+from stacks.components.approved_model_package_parameter import NO_APPROVED_PACKAGE, parameter_arn
+from stacks.components.cdk_bootstrap import bootstrap_version_parameter_name
 from stacks.config import EnvironmentConfig
 from stacks.shared_resources import SharedResources
 
 APPROVED_MODEL_PACKAGE_PARAMETER = "ApprovedModelPackageArn"
 METRIC_NAMESPACE = "ReviewClassifier/Serving"
-
-
-def model_package_arn_pattern(config: EnvironmentConfig) -> str:
-    """A version of this environment's own group, or empty (CloudFormation matches the whole value)."""
-    group = re.escape(config.model_package_group_name)
-    return (
-        f"(arn:aws[a-z-]*:sagemaker:{config.region}:{config.account}:model-package/{group}/[0-9]+)?"
-    )
 
 
 class ServingStack(cdk.Stack):
@@ -39,31 +35,21 @@ class ServingStack(cdk.Stack):
         *,
         config: EnvironmentConfig,
         shared: SharedResources,
-        initial_approved_model_package_arn: str = "",
         **kwargs,
     ) -> None:
-        """`initial_approved_model_package_arn` only sets the parameter's default (first deployment
-        and tests); once deployed, the stack's parameter value is what serves."""
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
         self.shared = shared
-        pattern = model_package_arn_pattern(config)
-        if not re.fullmatch(pattern, initial_approved_model_package_arn):
-            raise ValueError(
-                f"initial_approved_model_package_arn {initial_approved_model_package_arn!r} is not a "
-                f"version of model package group {config.model_package_group_name} in {config.account}/{config.region}"
-            )
 
         self.approved_model_package_arn = cdk.CfnParameter(
             self,
             APPROVED_MODEL_PACKAGE_PARAMETER,
-            type="String",
-            default=initial_approved_model_package_arn,
-            allowed_pattern=pattern,
-            constraint_description=f"empty, or the ARN of a version in model package group {config.model_package_group_name}",
+            type="AWS::SSM::Parameter::Value<String>",
+            default=config.approved_model_package_parameter_name,
             description=(
-                "The Approved model package the endpoint serves; empty deploys no endpoint. Set by the "
-                "approval deployer on every approval decision; `cdk deploy` keeps the previous value."
+                f"SSM parameter holding the ARN of the Approved model package the endpoint serves "
+                f"('{NO_APPROVED_PACKAGE}': no endpoint). The approval deployer writes it; every deploy "
+                "resolves it again, so keep the default."
             ),
         )
         # Logical ids are frozen: the approval deployer and operators address the parameter by name.
@@ -72,7 +58,7 @@ class ServingStack(cdk.Stack):
             self,
             "HasApprovedModel",
             expression=cdk.Fn.condition_not(
-                cdk.Fn.condition_equals(self.approved_model_package_arn.value_as_string, "")
+                cdk.Fn.condition_equals(self.approved_model_package_arn.value_as_string, NO_APPROVED_PACKAGE)
             ),
         )
 
@@ -91,6 +77,27 @@ class ServingStack(cdk.Stack):
                 image_repositories=image_registries.inference_repositories(config.region),
             ),
         )
+        approved_package_parameter_arn = parameter_arn(self, config.approved_model_package_parameter_name)
+        bootstrap_version_parameter_arn = (
+            parameter_arn(self, bootstrap_version_parameter_name(self))
+            if isinstance(self.synthesizer, cdk.DefaultStackSynthesizer) else None
+        )
+        self.update_role = ApprovalUpdateRole(
+            self,
+            "ApprovalUpdateRole",
+            props=ApprovalUpdateRoleProps(
+                endpoint_name=config.endpoint_name,
+                model_package_group_name=config.model_package_group_name,
+                model_execution_role=self.served.role,
+                rollback_alarm_names=self._rollback_alarm_names(),
+                resolved_parameter_arns=tuple(
+                    arn for arn in (approved_package_parameter_arn, bootstrap_version_parameter_arn) if arn
+                ),
+                endpoint_key=None if config.serving.is_serverless else shared.key,
+                instance_type=config.serving.instance_type,
+                auto_scaling=config.serving.auto_scaling is not None,
+            ),
+        )
         self.deployer = ApprovalDeployer(
             self,
             "ApprovalDeployer",
@@ -98,10 +105,14 @@ class ServingStack(cdk.Stack):
                 environment_name=config.name,
                 model_package_group_name=config.model_package_group_name,
                 parameter_name=APPROVED_MODEL_PACKAGE_PARAMETER,
+                approved_package_parameter_name=config.approved_model_package_parameter_name,
+                approved_package_parameter_arn=approved_package_parameter_arn,
+                bootstrap_version_parameter_arn=bootstrap_version_parameter_arn,
+                update_role=self.update_role.role,
+                endpoint_name=config.endpoint_name,
                 metric_namespace=METRIC_NAMESPACE,
                 log_retention_days=config.log_retention_days,
                 retain_on_delete=config.retain_on_delete,
-                cloudformation_execution_role_arn=self._cloudformation_execution_role_arn(),
             ),
         )
 
@@ -112,19 +123,21 @@ class ServingStack(cdk.Stack):
         endpoint_output.condition = self.has_approved_model
         cdk.CfnOutput(
             self, "ServingModelPackageArn", value=self.approved_model_package_arn.value_as_string,
-            description="The model package the stack declares (empty: no endpoint)",
+            description=f"The model package the stack deploys ({NO_APPROVED_PACKAGE}: no endpoint)",
+        )
+        cdk.CfnOutput(
+            self, "ApprovedModelPackageParameterName", value=config.approved_model_package_parameter_name,
+            description="SSM parameter the approval deployer writes and every deploy reads",
         )
         cdk.CfnOutput(self, "ApprovalEventsDeadLetterQueueUrl", value=self.deployer.dead_letter_queue.queue_url)
         cdk.CfnOutput(self, "ApprovalDeployerLogGroupName", value=self.deployer.log_group.log_group_name)
 
-    def _cloudformation_execution_role_arn(self) -> str | None:
-        synthesizer = self.synthesizer
-        if not isinstance(synthesizer, cdk.DefaultStackSynthesizer):
-            return None
-        # The synthesizer's ARN keeps CloudFormation placeholders; fill them with this stack's values.
-        return (
-            synthesizer.cloud_formation_execution_role_arn
-            .replace("${AWS::Partition}", self.partition)
-            .replace("${AWS::AccountId}", self.account)
-            .replace("${AWS::Region}", self.region)
-        )
+    def _rollback_alarm_names(self) -> tuple[str, ...]:
+        """Every alarm the served endpoint declares: an approval update creates, changes or deletes them."""
+        names = []
+        for child in self.served.node.find_all():
+            if isinstance(child, cloudwatch.CfnAlarm):
+                if not isinstance(child.alarm_name, str) or cdk.Token.is_unresolved(child.alarm_name):
+                    raise ValueError(f"{child.node.path}: the approval update role needs a fixed alarm name")
+                names.append(child.alarm_name)
+        return tuple(names)

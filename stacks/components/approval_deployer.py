@@ -1,7 +1,14 @@
-"""Follows model package approvals: an EventBridge rule for the environment's model package group
-puts approval decisions on an SQS queue, and a Lambda moves the serving stack's approved-package
-parameter to the latest Approved version. Busy stacks are retried from the queue; what keeps
-failing lands in a dead-letter queue with an alarm, so no approval is lost.
+"""Follows model package approvals: EventBridge puts the approval decisions of the environment's
+model package group on an SQS queue, and a Lambda declares the latest Approved version in the
+approved-package SSM parameter and updates the serving stack, passing only the stack's approval
+update role. The same queue carries the serving stack's own status changes and a check every
+few minutes, on which the Lambda marks rolled-back promotions and verifies what the endpoint
+serves.
+
+Busy stacks and throttling are retried from the queue; every other failure of an approval event
+is sent to the dead-letter queue at once and counted in a metric whose alarm fires within a
+minute or two. A second alarm fires when the newest Approved package is not what the endpoint
+serves.
 """
 
 from __future__ import annotations
@@ -25,26 +32,36 @@ from stacks.nag_suppressions import suppress
 
 # Mirrors stacks/lambdas/approval_deployer/handler.py (that file may import boto3 only).
 NO_APPROVED_PACKAGE_METRIC = "NoApprovedModelPackage"
+NOT_SERVING_METRIC = "ApprovedModelNotServing"
+PROMOTION_FAILURES_METRIC = "PromotionFailures"
 APPROVAL_STATUSES_THAT_DEPLOY = ("Approved", "Rejected")
+# Stack states after which the deployer looks again: a promotion finished or was rolled back.
+STACK_STATUSES_TO_CHECK = ("UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "UPDATE_ROLLBACK_FAILED")
 # A stack update with canary/linear shifting and baking can take an hour or more; a busy stack's
 # message comes back every VISIBILITY_TIMEOUT, MAX_RECEIVE_COUNT times (6 hours) before the DLQ.
 HANDLER_TIMEOUT = cdk.Duration.seconds(60)
 VISIBILITY_TIMEOUT = cdk.Duration.minutes(10)
 MAX_RECEIVE_COUNT = 36
 DEAD_LETTER_RETENTION = cdk.Duration.days(14)
+# Every CHECK_INTERVAL the deployer publishes whether the newest Approved package serves; the alarm
+# fires after NOT_SERVING_PERIODS intervals in a row that say "not serving" or say nothing.
+CHECK_INTERVAL = cdk.Duration.minutes(5)
+NOT_SERVING_PERIODS = 3
 
 
 @dataclass(frozen=True)
 class ApprovalDeployerProps:
     environment_name: str
     model_package_group_name: str
-    parameter_name: str  # the serving stack's approved-package parameter
+    parameter_name: str  # the serving stack's approved-package parameter (its logical id)
+    approved_package_parameter_name: str  # the SSM parameter behind it, which the deployer writes
+    approved_package_parameter_arn: str
+    bootstrap_version_parameter_arn: str | None  # the template's BootstrapVersion, re-read on updates
+    update_role: iam.IRole  # the only role the deployer may pass to CloudFormation
+    endpoint_name: str
     metric_namespace: str
     log_retention_days: int
     retain_on_delete: bool
-    # The role CloudFormation runs this stack's updates with (the `cdk deploy` execution role);
-    # UpdateStack without RoleARN reuses it, and the caller may need to pass it.
-    cloudformation_execution_role_arn: str | None
 
 
 class ApprovalDeployer(Construct):
@@ -85,12 +102,29 @@ class ApprovalDeployer(Construct):
                 },
             ),
         )
-        self.rule.add_target(targets.SqsQueue(
-            self.queue,
-            dead_letter_queue=self.dead_letter_queue,  # events EventBridge could not deliver
-            retry_attempts=185,
-            max_event_age=cdk.Duration.hours(24),
-        ))
+        self.rule.add_target(self._queue_target())
+        self.stack_status_rule = events.Rule(
+            self,
+            "StackStatusRule",
+            description=f"Ends of updates of {stack.stack_name}: check what serves, mark rolled-back promotions",
+            event_pattern=events.EventPattern(
+                source=["aws.cloudformation"],
+                detail_type=["CloudFormation Stack Status Change"],
+                detail={
+                    "stack-id": [stack.stack_id],
+                    "status-details": {"status": list(STACK_STATUSES_TO_CHECK)},
+                },
+            ),
+        )
+        self.stack_status_rule.add_target(self._queue_target())
+        self.check_schedule = events.Rule(
+            self,
+            "ServingCheckSchedule",
+            description=f"Checks every {CHECK_INTERVAL.to_minutes()} minutes that the newest Approved package serves",
+            schedule=events.Schedule.rate(CHECK_INTERVAL),
+        )
+        # A missed check is replaced by the next one: no retries, no dead letters.
+        self.check_schedule.add_target(targets.SqsQueue(self.queue, retry_attempts=0))
 
         self.log_group = log_group = logs.LogGroup(
             self, "HandlerLogs", retention=log_retention(props.log_retention_days), removal_policy=removal
@@ -115,6 +149,9 @@ class ApprovalDeployer(Construct):
             environment={
                 "STACK_NAME": stack.stack_name,
                 "PARAMETER_NAME": props.parameter_name,
+                "APPROVED_PACKAGE_PARAMETER_NAME": props.approved_package_parameter_name,
+                "CLOUDFORMATION_ROLE_ARN": props.update_role.role_arn,
+                "DEAD_LETTER_QUEUE_URL": self.dead_letter_queue.queue_url,
                 "MODEL_PACKAGE_GROUP_NAME": props.model_package_group_name,
                 "ENVIRONMENT_NAME": props.environment_name,
                 "METRIC_NAMESPACE": props.metric_namespace,
@@ -127,84 +164,186 @@ class ApprovalDeployer(Construct):
             max_concurrency=2,  # the minimum; CloudFormation serializes updates anyway
         ))
         self._grant_handler(role, log_group, props)
+        self._alarms(props)
 
-        self.no_approved_package_alarm = cloudwatch.Alarm(
-            self,
-            "NoApprovedPackageAlarm",
-            alarm_name=f"{stack.stack_name}-no-approved-model-package",
-            alarm_description=(
-                f"The serving package of {props.model_package_group_name} was rejected and no Approved "
-                "package is left: the endpoint keeps serving the rejected one. Approve a package."
-            ),
-            metric=cloudwatch.Metric(
-                namespace=props.metric_namespace,
-                metric_name=NO_APPROVED_PACKAGE_METRIC,
-                dimensions_map={"Environment": props.environment_name},
-                statistic="Maximum",
-                period=cdk.Duration.minutes(1),
-            ),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+    def _queue_target(self) -> targets.SqsQueue:
+        return targets.SqsQueue(
+            self.queue,
+            dead_letter_queue=self.dead_letter_queue,  # events EventBridge could not deliver
+            retry_attempts=185,
+            max_event_age=cdk.Duration.hours(24),
+        )
+
+    def _metric(self, props: ApprovalDeployerProps, name: str, statistic: str, period: cdk.Duration) -> cloudwatch.Metric:
+        return cloudwatch.Metric(
+            namespace=props.metric_namespace,
+            metric_name=name,
+            dimensions_map={"Environment": props.environment_name},
+            statistic=statistic,
+            period=period,
+        )
+
+    def _alarms(self, props: ApprovalDeployerProps) -> None:
+        self.no_approved_package_alarm = self._alarm(
+            "NoApprovedPackageAlarm", "no-approved-model-package",
+            f"The serving package of {props.model_package_group_name} was rejected and no Approved "
+            "package is left: the endpoint keeps serving the rejected one. Approve a package.",
+            self._metric(props, NO_APPROVED_PACKAGE_METRIC, "Maximum", cdk.Duration.minutes(1)),
             # The handler publishes 1 when none is left and 0 once one is approved again; between
             # events the alarm keeps its state.
-            treat_missing_data=cloudwatch.TreatMissingData.IGNORE,
+            missing_data=cloudwatch.TreatMissingData.IGNORE,
         )
-        self.dead_letter_alarm = cloudwatch.Alarm(
-            self,
-            "DeadLetterAlarm",
-            alarm_name=f"{stack.stack_name}-approval-events-dead-letters",
-            alarm_description="Approval events the deployer could not process; inspect and redrive the DLQ",
-            metric=self.dead_letter_queue.metric_approximate_number_of_messages_visible(
+        self.promotion_failed_alarm = self._alarm(
+            "PromotionFailedAlarm", "promotion-failed",
+            "An approval could not be deployed: its event is in the dead-letter queue (a permanent "
+            "error or a stack state no retry can fix), or CloudFormation rolled the promotion back "
+            "(the package was set to Rejected with the reason). See the deployer's log group.",
+            self._metric(props, PROMOTION_FAILURES_METRIC, "Sum", cdk.Duration.minutes(1)),
+            missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        self.not_serving_alarm = self._alarm(
+            "ApprovedModelNotServingAlarm", "approved-model-not-serving",
+            f"For {NOT_SERVING_PERIODS * CHECK_INTERVAL.to_minutes()} minutes the newest Approved package "
+            f"of {props.model_package_group_name} has not been what the endpoint serves (and no "
+            "deployment of it was running), or the deployer's checks stopped reporting.",
+            # Minimum: one "serving" report in a period clears it, so a check that runs just before
+            # an approval is processed does not count.
+            self._metric(props, NOT_SERVING_METRIC, "Minimum", CHECK_INTERVAL),
+            periods=NOT_SERVING_PERIODS,
+            # Silence means the scheduled checks stopped: that is a failure too.
+            missing_data=cloudwatch.TreatMissingData.BREACHING,
+        )
+        self.dead_letter_alarm = self._alarm(
+            "DeadLetterAlarm", "approval-events-dead-letters",
+            "Approval events the deployer could not process; inspect and redrive the DLQ",
+            self.dead_letter_queue.metric_approximate_number_of_messages_visible(
                 period=cdk.Duration.minutes(5), statistic="Maximum",
             ),
+            missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+
+    def _alarm(
+        self, construct_id: str, name_suffix: str, description: str, metric: cloudwatch.IMetric, *,
+        missing_data: cloudwatch.TreatMissingData, periods: int = 1,
+    ) -> cloudwatch.Alarm:
+        """An alarm that fires when `metric` is at least 1 in `periods` periods in a row."""
+        return cloudwatch.Alarm(
+            self,
+            construct_id,
+            alarm_name=f"{cdk.Stack.of(self).stack_name}-{name_suffix}",
+            alarm_description=description,
+            metric=metric,
             threshold=1,
-            evaluation_periods=1,
+            evaluation_periods=periods,
+            datapoints_to_alarm=periods if periods > 1 else None,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            treat_missing_data=missing_data,
         )
 
     def _grant_handler(self, role: iam.Role, log_group: logs.LogGroup, props: ApprovalDeployerProps) -> None:
         stack = cdk.Stack.of(self)
         stack_arn = stack.format_arn(service="cloudformation", resource="stack", resource_name=f"{stack.stack_name}/*")
-        role.add_to_policy(iam.PolicyStatement(
-            sid="WriteOwnLogs",
-            actions=["logs:CreateLogStream", "logs:PutLogEvents"],
-            resources=[log_group.log_group_arn],
-        ))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="UpdateServingStackOnly",
-            actions=["cloudformation:DescribeStacks", "cloudformation:UpdateStack"],
-            resources=[stack_arn],
-        ))
-        if props.cloudformation_execution_role_arn:
-            role.add_to_policy(iam.PolicyStatement(
-                sid="ReuseStackExecutionRole",
+
+        def sagemaker_arn(resource: str, name: str) -> str:
+            return stack.format_arn(service="sagemaker", resource=resource, resource_name=name)
+
+        packages = sagemaker_arn("model-package", f"{props.model_package_group_name}/*")
+        statements = [
+            iam.PolicyStatement(
+                sid="WriteOwnLogs",
+                actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                resources=[log_group.log_group_arn],
+            ),
+            iam.PolicyStatement(
+                sid="ReadServingStack",
+                actions=[
+                    "cloudformation:DescribeStacks", "cloudformation:DescribeStackEvents",
+                    "cloudformation:DescribeStackResources",
+                ],
+                resources=[stack_arn],
+            ),
+            iam.PolicyStatement(
+                # IAM cannot force UsePreviousTemplate; what it can force is the role CloudFormation
+                # uses, and that role can change only the served resources.
+                sid="UpdateServingStackOnlyWithItsUpdateRole",
+                actions=["cloudformation:UpdateStack"],
+                resources=[stack_arn],
+                conditions={"StringEquals": {"cloudformation:RoleArn": props.update_role.role_arn}},
+            ),
+            iam.PolicyStatement(
+                sid="PassOnlyTheUpdateRoleToCloudFormation",
                 actions=["iam:PassRole"],
-                resources=[props.cloudformation_execution_role_arn],
+                resources=[props.update_role.role_arn],
                 conditions={"StringEquals": {"iam:PassedToService": "cloudformation.amazonaws.com"}},
+            ),
+            iam.PolicyStatement(
+                sid="DeclareTheApprovedPackage",
+                actions=["ssm:GetParameter", "ssm:GetParameters", "ssm:PutParameter"],
+                resources=[props.approved_package_parameter_arn],
+            ),
+            iam.PolicyStatement(
+                sid="ReadApprovedPackages",
+                actions=["sagemaker:ListModelPackages"],
+                resources=["*"],
+            ),
+            iam.PolicyStatement(
+                sid="ReadPackagesOfThisGroup",
+                actions=["sagemaker:DescribeModelPackage"],
+                resources=[packages],
+            ),
+            iam.PolicyStatement(
+                # Marks a rolled-back promotion; it can never approve anything.
+                sid="RejectPackagesOfThisGroup",
+                actions=["sagemaker:UpdateModelPackage"],
+                resources=[packages],
+                conditions={"StringEquals": {"sagemaker:ModelApprovalStatus": "Rejected"}},
+            ),
+            iam.PolicyStatement(
+                sid="VerifyWhatTheEndpointServes",
+                actions=["sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig", "sagemaker:DescribeModel"],
+                resources=[
+                    sagemaker_arn("endpoint", props.endpoint_name),
+                    sagemaker_arn("endpoint-config", "*"),
+                    sagemaker_arn("model", "*"),
+                ],
+            ),
+            iam.PolicyStatement(
+                sid="PublishServingMetrics",
+                actions=["cloudwatch:PutMetricData"],
+                resources=["*"],
+                conditions={"StringEquals": {"cloudwatch:namespace": props.metric_namespace}},
+            ),
+            iam.PolicyStatement(
+                sid="DeadLetterPermanentFailures",
+                actions=["sqs:SendMessage"],
+                resources=[self.dead_letter_queue.queue_arn],
+            ),
+        ]
+        if props.bootstrap_version_parameter_arn:
+            statements.append(iam.PolicyStatement(
+                # CloudFormation resolves the template's SSM-typed parameters again on every
+                # UpdateStack, also with UsePreviousValue (aws-cdk issue 20959).
+                sid="ResolveBootstrapVersion",
+                actions=["ssm:GetParameters"],
+                resources=[props.bootstrap_version_parameter_arn],
             ))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="ReadApprovedPackages",
-            actions=["sagemaker:ListModelPackages"],
-            resources=["*"],
-        ))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="PublishNoApprovedPackageMetric",
-            actions=["cloudwatch:PutMetricData"],
-            resources=["*"],
-            conditions={"StringEquals": {"cloudwatch:namespace": props.metric_namespace}},
-        ))
+        for statement in statements:
+            role.add_to_policy(statement)
         suppress(
             role,
             "AwsSolutions-IAM5",
             "The stack ARN ends in a stack id CloudFormation assigns at creation (the name is fixed); "
-            "sagemaker:ListModelPackages and cloudwatch:PutMetricData "
-            "support no resource-level permissions (the metric namespace is pinned by a condition).",
+            "versions of the environment's own model package group are read and rejected; the served "
+            "model and endpoint config are named by CloudFormation; sagemaker:ListModelPackages and "
+            "cloudwatch:PutMetricData support no resource-level permissions (the metric namespace is "
+            "pinned by a condition).",
             applies_to=[
                 f"Resource::arn:<AWS::Partition>:cloudformation:{stack.region}:{stack.account}:stack/{stack.stack_name}/*",
+                f"Resource::arn:<AWS::Partition>:sagemaker:{stack.region}:{stack.account}:"
+                f"model-package/{props.model_package_group_name}/*",
+                f"Resource::arn:<AWS::Partition>:sagemaker:{stack.region}:{stack.account}:endpoint-config/*",
+                f"Resource::arn:<AWS::Partition>:sagemaker:{stack.region}:{stack.account}:model/*",
                 "Resource::*",
             ],
             apply_to_children=True,
         )
-

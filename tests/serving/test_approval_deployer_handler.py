@@ -1,13 +1,19 @@
 """The approval deployer's handler against moto's server on 127.0.0.1.
 
-moto's CloudFormation cannot create SageMaker endpoints, so each test creates a small stand-in
-serving stack: the same `ApprovedModelPackageArn` parameter and `HasApprovedModel` condition as
-the real template, one more parameter (it must keep its value through every update), and an
-SSM parameter - a resource moto's CloudFormation does create - whose value is the package the
-stack serves ("none" without one), standing in for the endpoint. Model package groups, packages
-and approvals are real moto SageMaker calls; events are shaped like the documented "SageMaker
-Model Package State Change" event (detail = DescribeModelPackage), wrapped in SQS records as
-EventBridge delivers them through the queue.
+Each test creates a stand-in serving stack in moto's CloudFormation: the same SSM-typed
+`ApprovedModelPackageArn` parameter (defaulting to the approved-package SSM parameter, which the
+foundation stack creates with `none`), the SSM-typed `BootstrapVersion`, one more parameter that
+must keep its value through every update, the `HasApprovedModel` condition, and under it a
+SageMaker model built from the package, an endpoint config and an endpoint - real moto resources,
+which the deployer's checks read back. Model package groups, packages and approvals are real moto
+SageMaker calls; events are shaped like the documented EventBridge events, wrapped in SQS records
+as they arrive through the queue; the dead-letter queue is a moto SQS queue.
+
+Where moto's CloudFormation falls short of CloudFormation (re-resolving SSM parameters into the
+resources on update, a stack that is still busy, a rollback), tests/support/moto_cloudformation.py
+does to moto's backend what CloudFormation would; failures moto cannot produce (throttling,
+AccessDenied, CloudFormation's error texts) come from the fault proxy (tests/support/aws_fault_proxy.py)
+as real HTTP answers.
 """
 
 from __future__ import annotations
@@ -15,42 +21,70 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from datetime import datetime, timezone
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 
-import boto3
 import pytest
 
 from stacks.lambdas.approval_deployer import handler as deployer
 from support.aws_fault_proxy import AwsFaultProxy
+from support.moto_cloudformation import (
+    MOTO_ACCOUNT,
+    REGION,
+    moto_stack,
+    roll_back_update,
+    set_stack_status,
+    ssm_parameters_resolved_on_update,
+)
 
-REGION = "us-east-1"
-MOTO_ACCOUNT = "123456789012"  # moto's default account
 GROUP = "review-classifier-test"
 STACK_NAME = "review-classifier-test-serving"
-SERVED_MARKER = "/review-classifier-test/served-model-package"
 PARAMETER = "ApprovedModelPackageArn"
+APPROVED_PACKAGE_PARAMETER = "/review-classifier-test/serving/approved-model-package-arn"
+BOOTSTRAP_VERSION_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
+UPDATE_ROLE_ARN = f"arn:aws:iam::{MOTO_ACCOUNT}:role/review-classifier-test-serving-approval-update"
 SETTINGS = deployer.Settings(
     stack_name=STACK_NAME,
     parameter_name=PARAMETER,
+    approved_package_parameter_name=APPROVED_PACKAGE_PARAMETER,
+    cloudformation_role_arn=UPDATE_ROLE_ARN,
+    dead_letter_queue_url="set per test",
     model_package_group_name=GROUP,
     environment_name="test",
     metric_namespace="ReviewClassifier/Serving",
 )
 STAND_IN_TEMPLATE = {
     "Parameters": {
-        PARAMETER: {"Type": "String", "Default": ""},
+        PARAMETER: {"Type": "AWS::SSM::Parameter::Value<String>", "Default": APPROVED_PACKAGE_PARAMETER},
+        "BootstrapVersion": {"Type": "AWS::SSM::Parameter::Value<String>", "Default": BOOTSTRAP_VERSION_PARAMETER},
         "DataCaptureSamplingPercent": {"Type": "String", "Default": "20"},
     },
-    "Conditions": {"HasApprovedModel": {"Fn::Not": [{"Fn::Equals": [{"Ref": PARAMETER}, ""]}]}},
+    "Conditions": {"HasApprovedModel": {"Fn::Not": [{"Fn::Equals": [{"Ref": PARAMETER}, "none"]}]}},
     "Resources": {
-        "ServedModelMarker": {
-            "Type": "AWS::SSM::Parameter",
+        "Model": {
+            "Type": "AWS::SageMaker::Model",
+            "Condition": "HasApprovedModel",
             "Properties": {
-                "Name": SERVED_MARKER,
-                "Type": "String",
-                "Value": {"Fn::If": ["HasApprovedModel", {"Ref": PARAMETER}, "none"]},
+                "ExecutionRoleArn": f"arn:aws:iam::{MOTO_ACCOUNT}:role/model-execution",
+                "PrimaryContainer": {"ModelPackageName": {"Ref": PARAMETER}},
             },
-        }
+        },
+        "EndpointConfig": {
+            "Type": "AWS::SageMaker::EndpointConfig",
+            "Condition": "HasApprovedModel",
+            "Properties": {"ProductionVariants": [{
+                "VariantName": "AllTraffic", "ModelName": {"Fn::GetAtt": ["Model", "ModelName"]},
+                "InitialInstanceCount": 1, "InstanceType": "ml.m5.large", "InitialVariantWeight": 1.0,
+            }]},
+        },
+        "Endpoint": {
+            "Type": "AWS::SageMaker::Endpoint",
+            "Condition": "HasApprovedModel",
+            "Properties": {
+                "EndpointName": "review-classifier-test",
+                "EndpointConfigName": {"Fn::GetAtt": ["EndpointConfig", "EndpointConfigName"]},
+            },
+        },
     },
 }
 INFERENCE_SPECIFICATION = {
@@ -80,20 +114,34 @@ class Registry:
         self.sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus=status)
         return self.event(arn)
 
+    def status(self, arn: str) -> tuple[str, str]:
+        package = self.sagemaker.describe_model_package(ModelPackageName=arn)
+        return package["ModelApprovalStatus"], package.get("ApprovalDescription", "")
+
     def event(self, arn: str) -> dict:
         detail = self.sagemaker.describe_model_package(ModelPackageName=arn)
         detail.pop("ResponseMetadata")
-        return {
-            "version": "0",
-            "id": str(uuid.uuid4()),
-            "detail-type": "SageMaker Model Package State Change",
-            "source": "aws.sagemaker",
-            "account": MOTO_ACCOUNT,
-            "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "region": REGION,
-            "resources": [arn],
-            "detail": json.loads(json.dumps(detail, default=lambda value: value.isoformat())),
-        }
+        return eventbridge_event("aws.sagemaker", "SageMaker Model Package State Change", [arn],
+                                 json.loads(json.dumps(detail, default=lambda value: value.isoformat())))
+
+
+def eventbridge_event(source: str, detail_type: str, resources: list[str], detail: dict) -> dict:
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": detail_type,
+        "source": source,
+        "account": MOTO_ACCOUNT,
+        "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": REGION,
+        "resources": resources,
+        "detail": detail,
+    }
+
+
+def scheduled_event() -> dict:
+    rule = f"arn:aws:events:{REGION}:{MOTO_ACCOUNT}:rule/serving-check"
+    return eventbridge_event("aws.events", "Scheduled Event", [rule], {})
 
 
 def sqs_batch(*bodies: dict | str) -> dict:
@@ -116,55 +164,105 @@ class World:
     """Clients on moto (optionally through the fault proxy) plus what the tests inspect."""
 
     def __init__(self, endpoint_url: str) -> None:
-        self.endpoint_url = endpoint_url
         kwargs = {"endpoint_url": endpoint_url, "region_name": REGION}
-        self.clients = deployer.Clients.create(**kwargs)
-        self.ssm = boto3.client("ssm", **kwargs)
+        self.clients = deployer.Clients.create(**kwargs)  # the handler's own retry configuration
         self.registry = Registry(self.clients.sagemaker)
-        self.update_stack_calls = 0
+        self.update_requests: list[dict] = []
         self.clients.cloudformation.meta.events.register(
-            "before-call.cloudformation.UpdateStack", self._count_update
+            "provide-client-params.cloudformation.UpdateStack", self._record_update
         )
+        queue_url = self.clients.sqs.create_queue(QueueName="approval-events-dlq")["QueueUrl"]
+        self.settings = replace(SETTINGS, dead_letter_queue_url=queue_url)
 
-    def _count_update(self, **_) -> None:
-        self.update_stack_calls += 1
+    def _record_update(self, params, **_) -> None:
+        self.update_requests.append(dict(params))
 
-    def create_stack(self, approved_arn: str = "") -> None:
+    @property
+    def update_stack_calls(self) -> int:
+        return len(self.update_requests)
+
+    def create_stack(self) -> None:
+        """What exists before the first approval: the foundation's parameter, the bootstrap's
+        version, the model package group and the serving stack without an endpoint."""
+        ssm = self.clients.ssm
+        ssm.put_parameter(Name=APPROVED_PACKAGE_PARAMETER, Value="none", Type="String")
+        ssm.put_parameter(Name=BOOTSTRAP_VERSION_PARAMETER, Value="21", Type="String")
         self.clients.sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
         self.clients.cloudformation.create_stack(
             StackName=STACK_NAME,
             TemplateBody=json.dumps(STAND_IN_TEMPLATE),
             Parameters=[
-                {"ParameterKey": PARAMETER, "ParameterValue": approved_arn},
+                {"ParameterKey": PARAMETER, "ParameterValue": APPROVED_PACKAGE_PARAMETER},
+                {"ParameterKey": "BootstrapVersion", "ParameterValue": BOOTSTRAP_VERSION_PARAMETER},
                 {"ParameterKey": "DataCaptureSamplingPercent", "ParameterValue": "50"},
             ],
         )
 
     def run(self, *bodies: dict | str) -> dict:
-        return deployer.handler(sqs_batch(*bodies), None, clients=self.clients, settings=SETTINGS)
+        return deployer.handler(sqs_batch(*bodies), None, clients=self.clients, settings=self.settings)
+
+    def check(self) -> dict:
+        return self.run(scheduled_event())
+
+    def stack_status_changed(self, status: str) -> dict:
+        stack_id = moto_stack(STACK_NAME).stack_id
+        return self.run(eventbridge_event(
+            "aws.cloudformation", "CloudFormation Stack Status Change", [stack_id],
+            {"stack-id": stack_id, "status-details": {"status": status, "status-reason": ""}},
+        ))
 
     def stack_parameters(self) -> dict[str, str]:
         stack = self.clients.cloudformation.describe_stacks(StackName=STACK_NAME)["Stacks"][0]
         return {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
 
+    def declared(self) -> str:
+        return self.clients.ssm.get_parameter(Name=APPROVED_PACKAGE_PARAMETER)["Parameter"]["Value"]
+
     def served(self) -> str:
-        return self.ssm.get_parameter(Name=SERVED_MARKER)["Parameter"]["Value"]
+        """The package the stack's endpoint runs, read from SageMaker ("none" without an endpoint)."""
+        resources = self.clients.cloudformation.describe_stack_resources(StackName=STACK_NAME)["StackResources"]
+        endpoints = [r["PhysicalResourceId"] for r in resources if r.get("ResourceType") == "AWS::SageMaker::Endpoint"]
+        if not endpoints:
+            return "none"
+        sagemaker = self.clients.sagemaker
+        endpoint = sagemaker.describe_endpoint(EndpointName=endpoints[0].rsplit("/", 1)[-1])
+        config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
+        model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+        return model["PrimaryContainer"]["ModelPackageName"]
 
     def stack_updates(self) -> int:
         events = self.clients.cloudformation.describe_stack_events(StackName=STACK_NAME)["StackEvents"]
         return sum(1 for e in events if e["LogicalResourceId"] == STACK_NAME and e["ResourceStatus"] == "UPDATE_COMPLETE")
 
-    def no_approved_package_datapoints(self) -> list[float]:
+    def dead_letters(self) -> list[tuple[str, dict[str, str]]]:
+        response = self.clients.sqs.receive_message(
+            QueueUrl=self.settings.dead_letter_queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
+        )
+        return [
+            (m["Body"], {name: a["StringValue"] for name, a in m.get("MessageAttributes", {}).items()})
+            for m in response.get("Messages", [])
+        ]
+
+    def metric(self, name: str) -> dict[str, float]:
+        """Everything published to one of the deployer's metrics in this test, in one datapoint
+        (SampleCount, Sum, Minimum, Maximum); {} if nothing was published."""
+        now = datetime.now(timezone.utc)
         response = self.clients.cloudwatch.get_metric_statistics(
             Namespace=SETTINGS.metric_namespace,
-            MetricName=deployer.NO_APPROVED_PACKAGE_METRIC,
+            MetricName=name,
             Dimensions=[{"Name": "Environment", "Value": SETTINGS.environment_name}],
-            StartTime=datetime(2000, 1, 1, tzinfo=timezone.utc),
-            EndTime=datetime(2100, 1, 1, tzinfo=timezone.utc),
-            Period=60,
-            Statistics=["Maximum"],
+            StartTime=now - timedelta(hours=1),
+            EndTime=now + timedelta(hours=1),
+            Period=7200,
+            Statistics=["SampleCount", "Sum", "Minimum", "Maximum"],
         )
-        return [point["Maximum"] for point in response["Datapoints"]]
+        (point,) = response["Datapoints"] or [{}]
+        return {key: point[key] for key in ("SampleCount", "Sum", "Minimum", "Maximum") if key in point}
+
+
+@pytest.fixture(autouse=True)
+def cloudformation_resolves_ssm_parameters(monkeypatch):
+    ssm_parameters_resolved_on_update(monkeypatch)
 
 
 @pytest.fixture
@@ -172,31 +270,39 @@ def world(moto_endpoint) -> World:
     return World(moto_endpoint)
 
 
-def set_moto_stack_status(status: str) -> None:
-    """moto completes stack operations at once; to show the deployer a stack that is still
-    updating, set the status in moto's in-process backend (the server then answers
-    DescribeStacks with it, exactly as CloudFormation does during an update)."""
-    from moto.cloudformation.models import cloudformation_backends
-
-    backend = cloudformation_backends[MOTO_ACCOUNT][REGION]
-    (stack,) = [s for s in backend.stacks.values() if s.name == STACK_NAME]
-    stack.status = status
+def approve(world: World, arn: str) -> dict:
+    return world.run(world.registry.decide(arn, "Approved"))
 
 
 # --- Approve ------------------------------------------------------------------------------------
 
-def test_approval_updates_the_stack_once_with_the_approved_arn(world):
+def test_approval_declares_the_package_and_updates_the_stack_once(world):
     world.create_stack()
     arn = world.registry.register()
     assert world.served() == "none"
 
-    result = world.run(world.registry.decide(arn, "Approved"))
+    result = approve(world, arn)
 
     assert result == {"batchItemFailures": []}
     assert world.update_stack_calls == 1
-    assert world.stack_parameters() == {PARAMETER: arn, "DataCaptureSamplingPercent": "50"}  # the other kept
+    assert world.declared() == arn
+    assert world.stack_parameters() == {PARAMETER: arn, "BootstrapVersion": "21", "DataCaptureSamplingPercent": "50"}
     assert world.served() == arn
-    assert world.no_approved_package_datapoints() == [0.0]
+    assert world.metric(deployer.NO_APPROVED_PACKAGE_METRIC) == {"SampleCount": 1, "Sum": 0, "Minimum": 0, "Maximum": 0}
+
+
+def test_the_update_passes_only_the_approval_update_role_and_re_reads_the_parameter(world):
+    world.create_stack()
+    approve(world, world.registry.register())
+
+    (request,) = world.update_requests
+    assert request["RoleARN"] == UPDATE_ROLE_ARN
+    assert request["UsePreviousTemplate"] is True
+    assert request["Parameters"] == [
+        {"ParameterKey": "BootstrapVersion", "UsePreviousValue": True},
+        {"ParameterKey": "DataCaptureSamplingPercent", "UsePreviousValue": True},
+        {"ParameterKey": PARAMETER, "ParameterValue": APPROVED_PACKAGE_PARAMETER},
+    ]
 
 
 def test_same_event_twice_updates_once(world):
@@ -222,6 +328,7 @@ def test_approving_moves_to_the_latest_approved_even_from_an_older_event(world):
     world.run(first_event)  # arrives late: the registry, not the event, says what to serve
 
     assert world.served() == second
+    assert world.declared() == second
 
 
 # --- Pending ------------------------------------------------------------------------------------
@@ -238,6 +345,7 @@ def test_pending_manual_approval_never_deploys(world, caplog):
     assert result == {"batchItemFailures": []}
     assert world.update_stack_calls == 0
     assert world.served() == "none"
+    assert world.declared() == "none"
     assert "only Approved and Rejected decisions deploy" in caplog.text
 
 
@@ -245,10 +353,10 @@ def test_pending_package_is_not_deployed_even_when_another_approval_triggers(wor
     world.create_stack()
     approved, pending = world.registry.register(), world.registry.register()  # pending is newer
 
-    world.run(world.registry.decide(approved, "Approved"))
+    approve(world, approved)
 
     assert world.served() == approved
-    assert world.registry.event(pending)["detail"]["ModelApprovalStatus"] == "PendingManualApproval"
+    assert world.registry.status(pending)[0] == "PendingManualApproval"
 
 
 # --- Reject -------------------------------------------------------------------------------------
@@ -256,22 +364,22 @@ def test_pending_package_is_not_deployed_even_when_another_approval_triggers(wor
 def test_rejecting_the_serving_package_rolls_back_to_the_previous_approved(world):
     world.create_stack()
     previous, serving = world.registry.register(), world.registry.register()
-    world.run(world.registry.decide(previous, "Approved"))
-    world.run(world.registry.decide(serving, "Approved"))
+    approve(world, previous)
+    approve(world, serving)
     assert world.served() == serving
 
     result = world.run(world.registry.decide(serving, "Rejected"))
 
     assert result == {"batchItemFailures": []}
     assert world.served() == previous
-    assert world.stack_parameters()[PARAMETER] == previous
+    assert world.declared() == previous
     assert world.update_stack_calls == 3
 
 
 def test_rejecting_a_package_that_is_not_serving_changes_nothing(world):
     world.create_stack()
     serving, other = world.registry.register(), world.registry.register()
-    world.run(world.registry.decide(serving, "Approved"))
+    approve(world, serving)
     calls = world.update_stack_calls
 
     world.run(world.registry.decide(other, "Rejected"))
@@ -283,7 +391,7 @@ def test_rejecting_a_package_that_is_not_serving_changes_nothing(world):
 def test_rejecting_the_last_approved_keeps_serving_and_raises_the_alarm(world, caplog):
     world.create_stack()
     only_one = world.registry.register()
-    world.run(world.registry.decide(only_one, "Approved"))
+    approve(world, only_one)
     calls = world.update_stack_calls
 
     with caplog.at_level(logging.INFO):
@@ -292,7 +400,8 @@ def test_rejecting_the_last_approved_keeps_serving_and_raises_the_alarm(world, c
     assert result == {"batchItemFailures": []}
     assert world.update_stack_calls == calls  # no change
     assert world.served() == only_one  # the endpoint keeps serving
-    assert 1.0 in world.no_approved_package_datapoints()
+    assert world.declared() == only_one
+    assert world.metric(deployer.NO_APPROVED_PACKAGE_METRIC)["Maximum"] == 1
     error_lines = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert any("NO APPROVED MODEL PACKAGE LEFT" in line and only_one in line for line in error_lines)
 
@@ -305,7 +414,7 @@ def test_rejection_with_nothing_ever_deployed_is_quiet(world):
 
     assert world.update_stack_calls == 0
     assert world.served() == "none"
-    assert world.no_approved_package_datapoints() == []
+    assert world.metric(deployer.NO_APPROVED_PACKAGE_METRIC) == {}
 
 
 # --- Not ours, or not readable ------------------------------------------------------------------
@@ -336,7 +445,7 @@ def test_event_for_another_group_is_ignored(world, caplog):
     ],
     ids=["not-json", "not-an-object", "other-detail-type", "no-detail", "no-package-arn"],
 )
-def test_malformed_event_is_logged_without_crashing(world, caplog, body):
+def test_malformed_event_is_dead_lettered_at_once(world, caplog, body):
     world.create_stack()
     arn = world.registry.register()
     good = world.registry.decide(arn, "Approved")
@@ -345,25 +454,31 @@ def test_malformed_event_is_logged_without_crashing(world, caplog, body):
         result = world.run(body, good)  # the good message in the same batch is still processed
 
     assert result == {"batchItemFailures": []}  # retrying cannot fix it: not sent back
-    assert any(r.levelno == logging.ERROR and "Malformed event dropped" in r.getMessage() for r in caplog.records)
+    ((dead_body, attributes),) = world.dead_letters()
+    assert dead_body == body
+    assert attributes["SourceMessageId"] == "message-0"
+    assert "MalformedEvent" in attributes["FailureReason"]
+    assert world.metric(deployer.PROMOTION_FAILURES_METRIC)["Sum"] == 1
+    assert any(r.levelno == logging.ERROR and "DEAD-LETTERED" in r.getMessage() for r in caplog.records)
     assert world.served() == arn
 
 
-# --- Busy stack -----------------------------------------------------------------------------------
+# --- Transient: retried through the queue -------------------------------------------------------
 
 def test_update_already_in_progress_is_retried_later_not_lost(world):
     world.create_stack()
     arn = world.registry.register()
     event = world.registry.decide(arn, "Approved")
-    set_moto_stack_status("UPDATE_IN_PROGRESS")  # e.g. a `cdk deploy` is running
+    set_stack_status(STACK_NAME, "UPDATE_IN_PROGRESS")  # e.g. a `cdk deploy` is running
 
     first_delivery = world.run(event)
 
     assert first_delivery == {"batchItemFailures": [{"itemIdentifier": "message-0"}]}  # back to the queue
     assert world.update_stack_calls == 0
     assert world.served() == "none"
+    assert world.dead_letters() == []
 
-    set_moto_stack_status("UPDATE_COMPLETE")  # that deployment finished; SQS redelivers
+    set_stack_status(STACK_NAME, "UPDATE_COMPLETE")  # that deployment finished; SQS redelivers
     second_delivery = world.run(event)
 
     assert second_delivery == {"batchItemFailures": []}
@@ -392,6 +507,27 @@ def test_update_that_races_another_operation_is_retried(moto_endpoint):
         assert proxy.count("UpdateStack") == 2 and proxy.count("UpdateStack", forwarded_only=True) == 1
         (update,) = [c for c in proxy.calls if c.operation == "UpdateStack" and not c.injected]
         assert b"UsePreviousTemplate=true" in update.body
+        assert world.dead_letters() == []
+
+
+@pytest.mark.parametrize(
+    ("operation", "error_code", "status"),
+    [
+        ("UpdateStack", "Throttling", 400),  # past the client's own three attempts
+        ("DescribeStacks", "InternalFailure", 500),
+        ("ListModelPackages", "ThrottlingException", 400),
+    ],
+)
+def test_throttling_and_server_errors_are_retried_not_dead_lettered(moto_endpoint, operation, error_code, status):
+    with AwsFaultProxy(moto_endpoint) as proxy:
+        world = World(proxy.url)
+        world.create_stack()
+        event = world.registry.decide(world.registry.register(), "Approved")
+        proxy.inject(operation, error_code=error_code, message="try again", status=status, times=3)
+
+        assert world.run(event) == {"batchItemFailures": [{"itemIdentifier": "message-0"}]}
+        assert world.dead_letters() == []
+        assert world.metric(deployer.PROMOTION_FAILURES_METRIC) == {}
 
 
 def test_update_already_requested_for_the_event_is_not_repeated(moto_endpoint, caplog):
@@ -413,29 +549,299 @@ def test_update_already_requested_for_the_event_is_not_repeated(moto_endpoint, c
         assert world.served() == "none"
 
 
-def test_unexpected_error_stays_in_the_queue(moto_endpoint, caplog):
+# --- Permanent: dead-lettered at once, alarm within minutes --------------------------------------
+
+@pytest.mark.parametrize(
+    "status",
+    ["UPDATE_ROLLBACK_FAILED", "ROLLBACK_COMPLETE", "UPDATE_FAILED", "DELETE_FAILED", "DELETE_IN_PROGRESS",
+     "REVIEW_IN_PROGRESS"],
+)
+def test_stack_state_no_retry_can_fix_dead_letters_the_approval_at_once(world, status, caplog):
+    world.create_stack()
+    event = world.registry.decide(world.registry.register(), "Approved")
+    set_stack_status(STACK_NAME, status)
+
+    with caplog.at_level(logging.INFO):
+        result = world.run(event)
+
+    assert result == {"batchItemFailures": []}  # not back to the queue for 36 x 10 minutes
+    ((dead_body, attributes),) = world.dead_letters()
+    assert json.loads(dead_body) == event
+    assert status in attributes["FailureReason"]
+    assert world.metric(deployer.PROMOTION_FAILURES_METRIC)["Sum"] == 1
+    assert world.update_stack_calls == 0
+
+
+def test_missing_stack_dead_letters_the_approval_at_once(world):
+    world.create_stack()
+    event = world.registry.decide(world.registry.register(), "Approved")
+    world.clients.cloudformation.delete_stack(StackName=STACK_NAME)
+
+    assert world.run(event) == {"batchItemFailures": []}
+    ((_, attributes),) = world.dead_letters()
+    assert f"stack {STACK_NAME} does not exist" in attributes["FailureReason"]
+    assert world.metric(deployer.PROMOTION_FAILURES_METRIC)["Sum"] == 1
+
+
+@pytest.mark.parametrize(
+    ("operation", "error_code", "message", "status"),
+    [
+        ("UpdateStack", "AccessDenied", "not authorized to perform: cloudformation:UpdateStack", 403),
+        # CloudFormation re-resolves the SSM-typed BootstrapVersion with the caller's credentials
+        # (aws-cdk issue 20959): before the fix, the first approval would retry for six hours.
+        ("UpdateStack", "ValidationError", "AccessDenied. User doesn't have permission to call ssm:GetParameters", 400),
+        ("UpdateStack", "ValidationError", "Unable to fetch parameters [/review-classifier-test/x] from parameter store", 400),
+        # The parameter's AllowedPattern refuses an ARN that is not a version of this group.
+        ("PutParameter", "ParameterPatternMismatchException", "Parameter value failed to satisfy the pattern", 400),
+        ("ListModelPackages", "AccessDeniedException", "not authorized to perform: sagemaker:ListModelPackages", 400),
+    ],
+    ids=["access-denied", "bootstrap-version-unreadable", "parameter-unreadable", "invalid-arn", "registry-denied"],
+)
+def test_permanent_errors_dead_letter_the_approval_at_once(moto_endpoint, operation, error_code, message, status):
     with AwsFaultProxy(moto_endpoint) as proxy:
         world = World(proxy.url)
         world.create_stack()
-        arn = world.registry.register()
-        event = world.registry.decide(arn, "Approved")
-        proxy.inject("UpdateStack", error_code="AccessDenied", message="not authorized", status=403)
+        event = world.registry.decide(world.registry.register(), "Approved")
+        proxy.clear()
+        proxy.inject(operation, error_code=error_code, message=message, status=status)
 
-        with caplog.at_level(logging.INFO):
-            result = world.run(event)
+        result = world.run(event)
 
-    assert result == {"batchItemFailures": [{"itemIdentifier": "message-0"}]}  # retried, then the DLQ
-    assert "reaches the DLQ if it keeps failing" in caplog.text
+        assert result == {"batchItemFailures": []}
+        assert proxy.count(operation) == 1  # not even the client retried it
+        ((dead_body, attributes),) = world.dead_letters()
+        assert json.loads(dead_body) == event
+        assert attributes["FailureReason"] == f"{error_code}: {message}"
+        assert world.metric(deployer.PROMOTION_FAILURES_METRIC)["Sum"] == 1
+
+
+def test_approval_stays_in_the_queue_when_the_dead_letter_queue_refuses_it(moto_endpoint):
+    with AwsFaultProxy(moto_endpoint) as proxy:
+        world = World(proxy.url)
+        world.create_stack()
+        event = world.registry.decide(world.registry.register(), "Approved")
+        proxy.inject("UpdateStack", error_code="AccessDenied", message="denied", status=403)
+        proxy.inject("SendMessage", error_code="AccessDenied", message="denied", status=403)
+
+        assert world.run(event) == {"batchItemFailures": [{"itemIdentifier": "message-0"}]}
+        assert world.metric(deployer.PROMOTION_FAILURES_METRIC)["Sum"] == 1  # the alarm still fires
+
+
+# --- A promotion CloudFormation rolled back -------------------------------------------------------
+
+def promote_and_roll_back(world: World) -> tuple[str, str]:
+    """v1 serves; v2 is approved, its update fails on the endpoint and is rolled back."""
+    serving, failing = world.registry.register(), world.registry.register()
+    approve(world, serving)
+    approve(world, failing)
+    assert world.served() == failing  # moto completed the update; CloudFormation now undoes it
+    roll_back_update(
+        STACK_NAME, ssm=world.clients.ssm, token=world.update_requests[-1]["ClientRequestToken"],
+        failed_resource="Endpoint",
+        reason="Endpoint review-classifier-test update failed: alarm review-classifier-test-invocation-5xx-errors "
+               "went into ALARM, the deployment was rolled back",
+        previous_ssm_values={APPROVED_PACKAGE_PARAMETER: serving},
+    )
+    assert world.served() == serving and world.declared() == failing
+    return serving, failing
+
+
+@pytest.mark.parametrize("trigger", ["stack-status-change", "scheduled-check", "next-approval-event"])
+def test_rolled_back_promotion_is_rejected_with_the_reason_and_never_redeployed(world, trigger, caplog):
+    world.create_stack()
+    serving, failing = promote_and_roll_back(world)
+    calls = world.update_stack_calls
+    other = world.registry.register()
+
+    with caplog.at_level(logging.INFO):
+        if trigger == "stack-status-change":
+            result = world.stack_status_changed("UPDATE_ROLLBACK_COMPLETE")
+        elif trigger == "scheduled-check":
+            result = world.check()
+        else:  # before the fix, this event deployed the failed package again
+            result = world.run(world.registry.decide(other, "Rejected"))
+
+    assert result == {"batchItemFailures": []}
+    status, description = world.registry.status(failing)
+    assert status == "Rejected"
+    assert "CloudFormation rolled back its promotion" in description
+    assert "invocation-5xx-errors went into ALARM" in description
+    assert world.declared() == serving  # a `cdk deploy` now deploys what serves, not the failed one
+    assert world.update_stack_calls == calls
+    assert world.served() == serving
+    assert world.metric(deployer.PROMOTION_FAILURES_METRIC)["Sum"] == 1
+    assert any("PROMOTION ROLLED BACK" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+
+    # Its own Rejected event, and any later one, leave it alone.
+    world.run(world.registry.event(failing))
+    world.run(world.registry.decide(serving, "Approved"))
+    assert world.update_stack_calls == calls
+    assert world.metric(deployer.PROMOTION_FAILURES_METRIC)["Sum"] == 1
+
+
+def test_approving_it_again_is_a_new_human_decision(world):
+    world.create_stack()
+    _, failing = promote_and_roll_back(world)
+    world.check()
+    calls = world.update_stack_calls
+
+    approve(world, failing)
+
+    assert world.update_stack_calls == calls + 1
+    assert world.served() == failing
+
+
+def test_rollback_of_another_operation_does_not_reject_the_declared_package(world):
+    """A `cdk deploy` (not a promotion's token) was rolled back: nothing says the package failed."""
+    world.create_stack()
+    serving, declared = world.registry.register(), world.registry.register()
+    approve(world, serving)
+    world.registry.decide(declared, "Approved")
+    world.clients.ssm.put_parameter(Name=APPROVED_PACKAGE_PARAMETER, Value=declared, Type="String", Overwrite=True)
+    world.clients.cloudformation.update_stack(
+        StackName=STACK_NAME, ClientRequestToken="exec-cdk-deploy-1",
+        TemplateBody=json.dumps(dict(STAND_IN_TEMPLATE, Description="a cdk deploy with other changes")),
+        Parameters=[{"ParameterKey": key, "UsePreviousValue": True}
+                    for key in (PARAMETER, "BootstrapVersion", "DataCaptureSamplingPercent")],
+    )
+    roll_back_update(STACK_NAME, ssm=world.clients.ssm, token="exec-cdk-deploy-1", failed_resource="Endpoint",
+                     reason="something else", previous_ssm_values={APPROVED_PACKAGE_PARAMETER: serving})
+
+    world.check()
+
+    assert world.registry.status(declared)[0] == "Approved"
+    assert world.declared() == declared
+    assert world.metric(deployer.NOT_SERVING_METRIC)["Maximum"] == 1  # the alarm says so instead
+
+
+# --- Checks: is the newest Approved package serving? ---------------------------------------------
+
+def test_check_after_the_update_completes_verifies_what_the_endpoint_serves(world):
+    world.create_stack()
+    arn = world.registry.register()
+    approve(world, arn)
+
+    assert world.stack_status_changed("UPDATE_COMPLETE") == {"batchItemFailures": []}
+    assert world.check() == {"batchItemFailures": []}
+
+    assert world.metric(deployer.NOT_SERVING_METRIC) == {"SampleCount": 3, "Sum": 0, "Minimum": 0, "Maximum": 0}
+
+
+def test_check_reports_an_endpoint_that_does_not_serve_the_stacks_endpoint_config(world, caplog):
+    """The stack completed, but the endpoint runs another config (changed outside CloudFormation)."""
+    world.create_stack()
+    old, new = world.registry.register(), world.registry.register()
+    approve(world, old)
+    approve(world, new)
+    sagemaker = world.clients.sagemaker
+    sagemaker.create_model(ModelName="out-of-band", PrimaryContainer={"ModelPackageName": old},
+                           ExecutionRoleArn=f"arn:aws:iam::{MOTO_ACCOUNT}:role/model-execution")
+    sagemaker.create_endpoint_config(EndpointConfigName="out-of-band", ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": "out-of-band", "InitialInstanceCount": 1,
+        "InstanceType": "ml.m5.large"}])
+    resources = world.clients.cloudformation.describe_stack_resources(StackName=STACK_NAME)["StackResources"]
+    (endpoint_arn,) = [r["PhysicalResourceId"] for r in resources if r.get("ResourceType") == "AWS::SageMaker::Endpoint"]
+    endpoint_name = endpoint_arn.rsplit("/", 1)[-1]
+    sagemaker.delete_endpoint(EndpointName=endpoint_name)
+    sagemaker.create_endpoint(EndpointName=endpoint_name, EndpointConfigName="out-of-band")
+
+    with caplog.at_level(logging.INFO):
+        world.stack_status_changed("UPDATE_COMPLETE")
+
+    assert world.metric(deployer.NOT_SERVING_METRIC)["Maximum"] == 1
+    assert any("ENDPOINT DOES NOT SERVE THE APPROVED PACKAGE" in r.getMessage() and "out-of-band" in r.getMessage()
+               for r in caplog.records if r.levelno == logging.ERROR)
+
+
+def test_check_reports_a_missing_endpoint(world):
+    world.create_stack()
+    approve(world, world.registry.register())
+    resources = world.clients.cloudformation.describe_stack_resources(StackName=STACK_NAME)["StackResources"]
+    (endpoint_arn,) = [r["PhysicalResourceId"] for r in resources if r.get("ResourceType") == "AWS::SageMaker::Endpoint"]
+    world.clients.sagemaker.delete_endpoint(EndpointName=endpoint_arn.rsplit("/", 1)[-1])
+
+    world.check()
+
+    assert world.metric(deployer.NOT_SERVING_METRIC)["Maximum"] == 1
+
+
+def test_check_reports_an_approval_that_never_deployed(moto_endpoint):
+    with AwsFaultProxy(moto_endpoint) as proxy:
+        world = World(proxy.url)
+        world.create_stack()
+        proxy.inject("UpdateStack", error_code="AccessDenied", message="denied", status=403)
+        approve(world, world.registry.register())  # dead-lettered
+
+        assert world.check() == {"batchItemFailures": []}  # a check is never retried nor dead-lettered
+        assert world.metric(deployer.NOT_SERVING_METRIC) == {"SampleCount": 1, "Sum": 1, "Minimum": 1, "Maximum": 1}
+        assert len(world.dead_letters()) == 1
+
+
+def test_check_while_deploying_and_with_nothing_approved_is_not_an_alarm(world):
+    world.create_stack()
+    world.check()  # nothing approved yet
+    set_stack_status(STACK_NAME, "UPDATE_IN_PROGRESS")
+    world.check()
+
+    assert world.metric(deployer.NOT_SERVING_METRIC) == {"SampleCount": 2, "Sum": 0, "Minimum": 0, "Maximum": 0}
+    assert world.update_stack_calls == 0
+
+
+def test_check_of_a_stuck_stack_raises_both_alarms_and_never_dead_letters(world):
+    world.create_stack()
+    set_stack_status(STACK_NAME, "UPDATE_ROLLBACK_FAILED")
+
+    assert world.stack_status_changed("UPDATE_ROLLBACK_FAILED") == {"batchItemFailures": []}
+    assert world.check() == {"batchItemFailures": []}  # later checks keep the not-serving alarm up
+
+    assert world.metric(deployer.NOT_SERVING_METRIC) == {"SampleCount": 2, "Sum": 2, "Minimum": 1, "Maximum": 1}
+    assert world.metric(deployer.PROMOTION_FAILURES_METRIC)["Sum"] == 1  # announced once, on the change
+    assert world.dead_letters() == []
+
+
+# --- No deploy takes a serving endpoint down --------------------------------------------------------
+
+@pytest.mark.parametrize("previous_parameters", [True, False], ids=["previous-parameters", "no-previous-parameters"])
+def test_a_later_deploy_keeps_serving_what_was_approved(world, previous_parameters):
+    """`cdk deploy` sends UsePreviousValue for each existing parameter, or with
+    --no-previous-parameters nothing, so CloudFormation takes each parameter's Default (sent here
+    explicitly, as moto would otherwise keep the previous input)."""
+    world.create_stack()
+    arn = world.registry.register()
+    approve(world, arn)
+
+    template = dict(STAND_IN_TEMPLATE, Description="a later cdk deploy changes the template")
+    parameters = [
+        {"ParameterKey": key, "UsePreviousValue": True} if previous_parameters
+        else {"ParameterKey": key, "ParameterValue": declaration["Default"]}
+        for key, declaration in template["Parameters"].items()
+    ]
+    world.clients.cloudformation.update_stack(StackName=STACK_NAME, TemplateBody=json.dumps(template),
+                                              Parameters=parameters)
+
+    assert world.served() == arn
+    assert world.stack_parameters()[PARAMETER] == arn
 
 
 # --- Configuration --------------------------------------------------------------------------------
 
 def test_settings_come_from_the_environment():
     environ = {
-        "STACK_NAME": STACK_NAME, "PARAMETER_NAME": PARAMETER, "MODEL_PACKAGE_GROUP_NAME": GROUP,
+        "STACK_NAME": STACK_NAME, "PARAMETER_NAME": PARAMETER,
+        "APPROVED_PACKAGE_PARAMETER_NAME": APPROVED_PACKAGE_PARAMETER, "CLOUDFORMATION_ROLE_ARN": UPDATE_ROLE_ARN,
+        "DEAD_LETTER_QUEUE_URL": "set per test", "MODEL_PACKAGE_GROUP_NAME": GROUP,
         "ENVIRONMENT_NAME": "test", "METRIC_NAMESPACE": "ReviewClassifier/Serving",
     }
     assert deployer.Settings.from_environment(environ) == SETTINGS
-    del environ["STACK_NAME"]
-    with pytest.raises(RuntimeError, match="missing environment variables.*STACK_NAME"):
+    del environ["CLOUDFORMATION_ROLE_ARN"]
+    with pytest.raises(RuntimeError, match="missing environment variables.*CLOUDFORMATION_ROLE_ARN"):
         deployer.Settings.from_environment(environ)
+
+
+def test_request_token_names_the_promoted_version():
+    arn = f"arn:aws:sagemaker:{REGION}:{MOTO_ACCOUNT}:model-package/{GROUP}/12"
+    token = deployer.request_token("event-1", arn)
+    assert token.startswith("promote-12-") and len(token) <= 128
+    assert deployer.is_promotion_of(token, arn)
+    assert not deployer.is_promotion_of(token, arn[:-1] + "3")
+    assert not deployer.is_promotion_of("exec-cdk-deploy-1", arn)
