@@ -1,6 +1,7 @@
-"""Time of one request through inference.py's handlers (HandlerService: JSON parsing,
-tokenization, forward pass, serialization) next to the bare model forward pass on the same,
-already tokenized reviews, at batch sizes 1 and 32; prints figures, asserts nothing.
+"""Time of one request to the local endpoint (the HuggingFace inference toolkit's model server
+over HTTP, in the inference parity environment: HTTP, JSON parsing, tokenization, forward pass,
+serialization) next to the bare model forward pass in this process on the same, already
+tokenized reviews, at batch sizes 1 and 32; prints figures, asserts nothing.
 
     .venv/bin/python benchmarks/inference.py [--model-name-or-path DIR] [--repetitions 30]
 
@@ -12,6 +13,7 @@ run so a busy machine slows both alike; medians are reported.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import statistics
@@ -68,38 +70,39 @@ def main() -> None:
 
     import torch
 
-    with tempfile.TemporaryDirectory(prefix="inference-bench-") as work:
+    with contextlib.ExitStack() as stack:
+        work = stack.enter_context(tempfile.TemporaryDirectory(prefix="inference-bench-"))
         model_dir = build_artifact(model_name_or_path, Path(work) / "model", args.max_seq_length)
-        endpoint = LocalEndpoint(model_dir)
+        endpoint = stack.enter_context(LocalEndpoint(model_dir))
         bare_model, tokenizer, _ = model_io.load_for_inference(model_dir)
         settings = reviews.TokenizationSettings(args.max_seq_length)
         print(f"model {model_name_or_path}, torch threads {torch.get_num_threads()}, "
               f"median of {args.repetitions} repetitions (after 3 warm-up calls)")
-        print(f"{'batch':>5}  {'handlers ms':>11}  {'bare forward ms':>15}  {'handlers / bare':>15}  {'reviews/s (handlers)':>20}")
+        print(f"{'batch':>5}  {'endpoint ms':>11}  {'bare forward ms':>15}  {'endpoint / bare':>15}  {'reviews/s (endpoint)':>20}")
         for batch_size in (1, 32):
             texts = sample_texts(batch_size)
             body = json.dumps([{"review_body": text} for text in texts])
             encoded = tokenizer(texts, return_tensors="pt", **settings.tokenizer_kwargs(pad_to_max_length=False))
 
-            def through_handlers() -> None:
+            def through_endpoint() -> None:
                 response = endpoint.invoke(body, "application/json", "application/json")
-                assert response.status == 200, response.phrase
+                assert response.status == 200, response.body
 
             def bare_forward() -> None:
                 with torch.inference_mode():
                     bare_model(input_ids=encoded["input_ids"], attention_mask=encoded["attention_mask"])
 
             for _ in range(3):
-                through_handlers()
+                through_endpoint()
                 bare_forward()
             # Alternate in chunks so that load changes hit both measurements alike.
-            handler_times, bare_times = [], []
+            endpoint_times, bare_times = [], []
             for _ in range(args.repetitions):
-                handler_times.append(median_seconds(through_handlers, 1))
+                endpoint_times.append(median_seconds(through_endpoint, 1))
                 bare_times.append(median_seconds(bare_forward, 1))
-            handlers, bare = statistics.median(handler_times), statistics.median(bare_times)
-            print(f"{batch_size:>5}  {handlers * 1e3:>11.1f}  {bare * 1e3:>15.1f}  {handlers / bare:>15.2f}  "
-                  f"{batch_size / handlers:>20.1f}")
+            served, bare = statistics.median(endpoint_times), statistics.median(bare_times)
+            print(f"{batch_size:>5}  {served * 1e3:>11.1f}  {bare * 1e3:>15.1f}  {served / bare:>15.2f}  "
+                  f"{batch_size / served:>20.1f}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""Serving handlers for the SageMaker PyTorch inference container: model_fn, input_fn,
-predict_fn and output_fn classify reviews as negative / neutral / positive.
+"""Serving handlers for the HuggingFace inference image: model_fn, input_fn, predict_fn and
+output_fn classify reviews as negative / neutral / positive.
 
 Requests (Content-Type):
   application/json       one object, or a list of objects
@@ -10,11 +10,11 @@ application/jsonlines (one prediction per line). A prediction is
   {"label": "positive", "label_id": 2, "sentiment": 1, "probability": 0.93,
    "probabilities": {"negative": 0.02, "neutral": 0.05, "positive": 0.93}}
 
-Bad requests raise the toolkit's GenericInferenceToolkitError with a 4xx status (400 invalid
-body, 406 unsupported Accept, 413 too large, 415 unsupported Content-Type), which the PyTorch
-serving toolkit answers as such (anything else would become a 500); the Hugging Face
-toolkit answers every handler error with a 400 and the same message. The handlers run under
-both: the response's Content-Type is the request's Accept (application/json when absent).
+Bad requests raise BadRequest with a message that says what is wrong. The image's toolkit
+(sagemaker-huggingface-inference-toolkit) answers every exception a handler raises, a bad
+request or a failing model alike, with HTTP 400 and str(exception) as the message, so no other
+status can come from here (docs/serving.md). The toolkit sets the response's Content-Type to
+the request's Accept (application/json when absent or */*).
 
 Limits (environment variables of the model): REVIEW_CLASSIFIER_MAX_PAYLOAD_BYTES (default
 1048576), REVIEW_CLASSIFIER_MAX_REVIEWS per request (default 256), REVIEW_CLASSIFIER_BATCH_SIZE
@@ -33,16 +33,6 @@ import torch
 import model_io
 import reviews
 
-try:
-    from sagemaker_inference.errors import GenericInferenceToolkitError
-except ImportError:  # pragma: no cover - outside a SageMaker serving container
-
-    class GenericInferenceToolkitError(Exception):  # type: ignore[no-redef]
-        def __init__(self, status_code, message=None, phrase=None):
-            self.status_code, self.message, self.phrase = status_code, message, phrase or message
-            super().__init__(status_code, message, self.phrase)
-
-
 JSON = "application/json"
 JSON_LINES = "application/jsonlines"
 SUPPORTED_CONTENT_TYPES = (JSON, JSON_LINES)
@@ -55,15 +45,9 @@ DEFAULT_MAX_REVIEWS = 256
 DEFAULT_BATCH_SIZE = 32
 
 
-class BadRequest(GenericInferenceToolkitError):
-    """The client sent something this endpoint cannot classify (HTTP 400)."""
-
-    def __init__(self, message: str, status_code: int = 400):
-        super().__init__(status_code, message)
-
-    def __str__(self) -> str:
-        # The Hugging Face toolkit answers str(error) with a 400 whatever the status code.
-        return self.message
+class BadRequest(ValueError):
+    """The client sent something this endpoint cannot classify. Only the message reaches the
+    client: the toolkit answers str(error) with a 400, whatever the error."""
 
 
 @dataclass(frozen=True)
@@ -108,8 +92,7 @@ def input_fn(input_data, content_type: str | None) -> list[str]:
     media_type = _media_type(content_type)
     if media_type not in SUPPORTED_CONTENT_TYPES:
         raise BadRequest(
-            f"Content-Type {content_type!r} is not supported; use one of {', '.join(SUPPORTED_CONTENT_TYPES)}",
-            status_code=415,
+            f"Content-Type {content_type!r} is not supported; use one of {', '.join(SUPPORTED_CONTENT_TYPES)}"
         )
     text = _payload_text(input_data)
     if media_type == JSON:
@@ -128,7 +111,7 @@ def input_fn(input_data, content_type: str | None) -> list[str]:
         raise BadRequest("the request holds no reviews")
     max_reviews = _limit(MAX_REVIEWS_ENV, DEFAULT_MAX_REVIEWS)
     if len(located) > max_reviews:
-        raise BadRequest(f"{len(located)} reviews in one request; at most {max_reviews} are allowed", status_code=413)
+        raise BadRequest(f"{len(located)} reviews in one request; at most {max_reviews} are allowed")
     return [_review_text(item, where) for where, item in located]
 
 
@@ -152,16 +135,15 @@ def predict_fn(texts: list[str], classifier: LoadedClassifier) -> list[dict]:
 
 def output_fn(predictions: list[dict], accept: str | None) -> str:
     """The predictions in the first supported type the client accepts. Only the body is
-    returned: the Hugging Face toolkit would send a (body, type) tuple as a JSON list, and both
-    toolkits set the response Content-Type from the Accept header themselves."""
+    returned: the toolkit would send a (body, type) tuple as a JSON list, and it sets the
+    response Content-Type from the Accept header itself."""
     for candidate in (accept or JSON).split(","):
         media_type = _media_type(candidate)
         if media_type in ("", "*/*", "application/*", JSON):
             return json.dumps(predictions)
         if media_type == JSON_LINES:
             return "".join(json.dumps(prediction) + "\n" for prediction in predictions)
-    raise BadRequest(f"Accept {accept!r} is not supported; use one of {', '.join(SUPPORTED_CONTENT_TYPES)}",
-                     status_code=406)
+    raise BadRequest(f"Accept {accept!r} is not supported; use one of {', '.join(SUPPORTED_CONTENT_TYPES)}")
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -171,7 +153,7 @@ def _payload_text(input_data) -> str:
     max_bytes = _limit(MAX_PAYLOAD_BYTES_ENV, DEFAULT_MAX_PAYLOAD_BYTES)
     if isinstance(input_data, (bytes, bytearray)):
         if len(input_data) > max_bytes:
-            raise BadRequest(f"the body has {len(input_data)} bytes; at most {max_bytes} are allowed", status_code=413)
+            raise BadRequest(f"the body has {len(input_data)} bytes; at most {max_bytes} are allowed")
         try:
             return bytes(input_data).decode("utf-8")
         except UnicodeDecodeError as error:
@@ -179,7 +161,7 @@ def _payload_text(input_data) -> str:
     if isinstance(input_data, str):
         size = len(input_data.encode("utf-8", errors="surrogatepass"))
         if size > max_bytes:
-            raise BadRequest(f"the body has {size} bytes; at most {max_bytes} are allowed", status_code=413)
+            raise BadRequest(f"the body has {size} bytes; at most {max_bytes} are allowed")
         return input_data
     raise BadRequest(f"the body must be bytes or text, got {type(input_data).__name__}")
 

@@ -88,6 +88,9 @@ class ServingConfig(_Frozen):
     data_capture_sampling_percent: int | None = Field(default=None, ge=1, le=100)
     latency_alarm_threshold_ms: int = Field(ge=1)
     error_5xx_alarm_threshold: int = Field(ge=1)
+    # The image's toolkit answers a failing model with 400s, not 5XX (docs/serving.md): this share
+    # of invocations answered 4XX, in percent, rolls a deployment back.
+    error_4xx_share_alarm_threshold_percent: int = Field(ge=1, le=100)
 
     @model_validator(mode="after")
     def _one_serving_mode(self) -> "ServingConfig":
@@ -99,6 +102,15 @@ class ServingConfig(_Frozen):
             raise ValueError("serverless endpoints do not support data capture: remove data_capture_sampling_percent")
         if self.serverless is None and self.data_capture_sampling_percent is None:
             raise ValueError("real-time endpoints capture data: set data_capture_sampling_percent (1-100)")
+        shifting = self.traffic_shifting
+        # Old and new fleets share the alarm's metrics (same endpoint and variant), so a new model
+        # that fails every request shows as about step_percent of 4XX during the first step.
+        if (shifting is not None and shifting.type != "ALL_AT_ONCE"
+                and self.error_4xx_share_alarm_threshold_percent >= shifting.step_percent):
+            raise ValueError(
+                f"error_4xx_share_alarm_threshold_percent ({self.error_4xx_share_alarm_threshold_percent}) must be "
+                f"below traffic_shifting.step_percent ({shifting.step_percent}), or a model that fails every "
+                "request is caught only after all traffic has moved to it")
         return self
 
     @property

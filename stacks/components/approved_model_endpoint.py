@@ -1,6 +1,9 @@
 """The served side of one environment: a SageMaker model built from the approved model package,
 its endpoint config and endpoint (blue/green with auto-rollback on alarms), and auto scaling.
 
+The rollback alarms watch 5XX errors, latency and the share of 4XX answers: the HuggingFace
+inference image answers every handler error, a failing model included, with a 400 (docs/serving.md).
+
 Every served resource exists only under `props.has_approved_model` (a CfnCondition on the stack's
 approved-package parameter), so the stack deploys cleanly before any approval.
 """
@@ -31,6 +34,9 @@ SAGEMAKER_METRICS_NAMESPACE = "AWS/SageMaker"
 ALARM_PERIOD = cdk.Duration.minutes(1)
 ALARM_EVALUATION_PERIODS = 2
 MICROSECONDS_PER_MILLISECOND = 1000  # ModelLatency is reported in microseconds
+# Metric math: the percentage of a minute's invocations the model answered with a 4xx. Minutes
+# without a datapoint count as not breaching, like the other alarms (an idle endpoint is healthy).
+ERROR_4XX_SHARE_EXPRESSION = "100 * errors4xx / invocations"
 
 
 @dataclass(frozen=True)
@@ -65,11 +71,9 @@ class ApprovedModelEndpoint(Construct):
         )
         self.model.node.add_dependency(self.role)
         self.endpoint_config = self._endpoint_config()
-        self.error_alarm, self.latency_alarm = self._rollback_alarms()
+        self.rollback_alarms = self._rollback_alarms()
         self.endpoint = self._endpoint()
-        served: list[cdk.CfnResource] = [
-            self.model, self.endpoint_config, self.error_alarm, self.latency_alarm, self.endpoint,
-        ]
+        served: list[cdk.CfnResource] = [self.model, self.endpoint_config, *self.rollback_alarms, self.endpoint]
         if props.serving.auto_scaling is not None:
             served.extend(self._auto_scaling())
         for resource in served:
@@ -175,20 +179,19 @@ class ApprovedModelEndpoint(Construct):
         return config
 
     # --- Alarms that roll a deployment back -------------------------------------------------------
-    def _rollback_alarms(self) -> tuple[cloudwatch.CfnAlarm, cloudwatch.CfnAlarm]:
+    def _rollback_alarms(self) -> tuple[cloudwatch.CfnAlarm, ...]:
         props, serving = self._props, self._props.serving
         dimensions = [
             cloudwatch.CfnAlarm.DimensionProperty(name="EndpointName", value=props.endpoint_name),
             cloudwatch.CfnAlarm.DimensionProperty(name="VariantName", value=VARIANT_NAME),
         ]
+        period = int(ALARM_PERIOD.to_seconds())
         common = dict(
-            namespace=SAGEMAKER_METRICS_NAMESPACE,
-            dimensions=dimensions,
-            period=int(ALARM_PERIOD.to_seconds()),
             evaluation_periods=ALARM_EVALUATION_PERIODS,
             comparison_operator="GreaterThanOrEqualToThreshold",
             treat_missing_data="notBreaching",  # an idle endpoint is healthy
         )
+        single_metric = dict(namespace=SAGEMAKER_METRICS_NAMESPACE, dimensions=dimensions, period=period, **common)
         errors = cloudwatch.CfnAlarm(
             self,
             "Invocation5xxErrorsAlarm",
@@ -197,7 +200,7 @@ class ApprovedModelEndpoint(Construct):
             metric_name="Invocation5XXErrors",
             statistic="Sum",
             threshold=serving.error_5xx_alarm_threshold,
-            **common,
+            **single_metric,
         )
         latency = cloudwatch.CfnAlarm(
             self,
@@ -210,9 +213,43 @@ class ApprovedModelEndpoint(Construct):
             metric_name="ModelLatency",
             statistic="Average",
             threshold=serving.latency_alarm_threshold_ms * MICROSECONDS_PER_MILLISECOND,
+            **single_metric,
+        )
+
+        def summed(query_id: str, metric_name: str) -> cloudwatch.CfnAlarm.MetricDataQueryProperty:
+            return cloudwatch.CfnAlarm.MetricDataQueryProperty(
+                id=query_id,
+                metric_stat=cloudwatch.CfnAlarm.MetricStatProperty(
+                    metric=cloudwatch.CfnAlarm.MetricProperty(
+                        namespace=SAGEMAKER_METRICS_NAMESPACE, metric_name=metric_name, dimensions=dimensions,
+                    ),
+                    period=period,
+                    stat="Sum",
+                ),
+                return_data=False,
+            )
+
+        share_4xx = cloudwatch.CfnAlarm(
+            self,
+            "Invocation4xxShareAlarm",
+            alarm_name=f"{props.endpoint_name}-invocation-4xx-share",
+            alarm_description=(
+                f"{props.endpoint_name}: at least {serving.error_4xx_share_alarm_threshold_percent} % of invocations "
+                "answered 4XX (how the HuggingFace inference toolkit answers a failing model); rolls back a "
+                "deployment in progress"
+            ),
+            metrics=[
+                summed("errors4xx", "Invocation4XXErrors"),
+                summed("invocations", "Invocations"),
+                cloudwatch.CfnAlarm.MetricDataQueryProperty(
+                    id="share4xx", expression=ERROR_4XX_SHARE_EXPRESSION, label="4XX share of invocations (%)",
+                    return_data=True,
+                ),
+            ],
+            threshold=serving.error_4xx_share_alarm_threshold_percent,
             **common,
         )
-        return errors, latency
+        return errors, latency, share_4xx
 
     # --- Endpoint ----------------------------------------------------------------------------------
     def _endpoint(self) -> sagemaker.CfnEndpoint:
@@ -230,7 +267,7 @@ class ApprovedModelEndpoint(Construct):
                 auto_rollback_configuration=sagemaker.CfnEndpoint.AutoRollbackConfigProperty(
                     alarms=[
                         sagemaker.CfnEndpoint.AlarmProperty(alarm_name=alarm.ref)
-                        for alarm in (self.error_alarm, self.latency_alarm)
+                        for alarm in self.rollback_alarms
                     ],
                 ),
             )

@@ -41,3 +41,20 @@ def test_shipped_environments_pick_their_serving_mode():
     assert by_name["dev"].is_serverless and by_name["dev"].data_capture_sampling_percent is None
     assert by_name["staging"].traffic_shifting.type == "LINEAR"
     assert by_name["prod"].traffic_shifting.type == "CANARY"
+
+
+def test_4xx_share_threshold_must_be_below_the_first_traffic_step():
+    # Old and new fleets share the alarm's metrics: a new model failing every request shows as
+    # about step_percent of 4XX while it takes its first step of traffic.
+    environments = raw_environments()
+    environments["prod"]["serving"]["error_4xx_share_alarm_threshold_percent"] = 10  # prod's canary step is 10 %
+    with pytest.raises(ConfigError, match=r"environments\.prod\.serving.*must be below traffic_shifting\.step_percent \(10\)"):
+        parse_environments(environments, selected="prod")
+
+
+@pytest.mark.parametrize("value", [0, 101])
+def test_4xx_share_threshold_is_a_percentage(value):
+    environments = raw_environments()
+    environments["dev"]["serving"]["error_4xx_share_alarm_threshold_percent"] = value
+    with pytest.raises(ConfigError, match=r"environments\.dev\.serving\.error_4xx_share_alarm_threshold_percent"):
+        parse_environments(environments, selected="dev")

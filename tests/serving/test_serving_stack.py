@@ -31,11 +31,17 @@ def serving_template(environment_name, synthesized_app) -> dict:
 
 # --- What is served, and when --------------------------------------------------------------
 
+def alarm_namespaces(alarm: dict) -> set[str]:
+    """The namespaces an alarm reads: its own metric's, or those of its metric math queries."""
+    queries = [query["MetricStat"]["Metric"] for query in alarm.get("Metrics", []) if "MetricStat" in query]
+    return {metric["Namespace"] for metric in [alarm, *queries] if "Namespace" in metric}
+
+
 def test_every_served_resource_is_conditional(serving_template):
     served = [
         (key, resource) for key, resource in serving_template["Resources"].items()
         if resource["Type"] in SERVED_TYPES
-        or resource["Type"] == "AWS::CloudWatch::Alarm" and resource["Properties"].get("Namespace") == "AWS/SageMaker"
+        or resource["Type"] == "AWS::CloudWatch::Alarm" and "AWS/SageMaker" in alarm_namespaces(resource["Properties"])
     ]
     assert served
     for key, resource in served:
@@ -105,13 +111,24 @@ def test_endpoint_deployment_config_follows_the_environment(serving_template, en
     assert deployment["BlueGreenUpdatePolicy"]["TerminationWaitInSeconds"] == shifting.termination_wait_seconds
     alarm_refs = {alarm["AlarmName"]["Ref"] for alarm in deployment["AutoRollbackConfiguration"]["Alarms"]}
     alarms = {key: serving_template["Resources"][key]["Properties"] for key in alarm_refs}
-    by_metric = {alarm["MetricName"]: alarm for alarm in alarms.values()}
+    by_metric = {alarm["MetricName"]: alarm for alarm in alarms.values() if "MetricName" in alarm}
     assert set(by_metric) == {"Invocation5XXErrors", "ModelLatency"}
     assert by_metric["Invocation5XXErrors"]["Threshold"] == serving.error_5xx_alarm_threshold
     assert by_metric["ModelLatency"]["Threshold"] == serving.latency_alarm_threshold_ms * 1000  # microseconds
-    for alarm in alarms.values():
-        assert {"Name": "EndpointName", "Value": config.endpoint_name} in alarm["Dimensions"]
-        assert {"Name": "VariantName", "Value": "AllTraffic"} in alarm["Dimensions"]
+    # The image answers a failing model with 400s: the share of 4XX among invocations rolls back too.
+    (share,) = [alarm for alarm in alarms.values() if "Metrics" in alarm]
+    assert share["Threshold"] == serving.error_4xx_share_alarm_threshold_percent
+    assert share["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+    (returned,) = [query for query in share["Metrics"] if query.get("ReturnData", True)]
+    assert returned["Expression"] == "100 * errors4xx / invocations"
+    summed = {query["Id"]: query["MetricStat"] for query in share["Metrics"] if "MetricStat" in query}
+    assert {stat["Metric"]["MetricName"] for stat in summed.values()} == {"Invocation4XXErrors", "Invocations"}
+    assert {stat["Stat"] for stat in summed.values()} == {"Sum"}
+    dimension_lists = [alarm["Dimensions"] for alarm in by_metric.values()]
+    dimension_lists += [stat["Metric"]["Dimensions"] for stat in summed.values()]
+    for dimensions in dimension_lists:
+        assert {"Name": "EndpointName", "Value": config.endpoint_name} in dimensions
+        assert {"Name": "VariantName", "Value": "AllTraffic"} in dimensions
 
 
 def test_auto_scaling_on_invocations_per_instance(serving_template, environment_name):
