@@ -26,7 +26,7 @@ def test_demo_executes_the_definition_and_serves_the_registered_package(tiny_mod
     assert {prediction["label"] for prediction in summary["predictions"]} <= {"negative", "neutral", "positive"}
     # Per-step seconds, as list-pipeline-execution-steps would give them.
     assert set(summary["seconds"]) >= {"PrepareReviews", "TrainModel", "EvaluateModel", "serve", "total"}
-    assert "upserted arn:aws:sagemaker:us-east-1:123456789012:pipeline/review-classifier-dev-training" in output
+    assert "upserted arn:aws:sagemaker:us-east-1:111111111111:pipeline/review-classifier-dev-training" in output
     assert "an empty review is refused with 400" in output
 
 
