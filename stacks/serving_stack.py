@@ -102,6 +102,7 @@ class ServingStack(cdk.Stack):
                 log_retention_days=config.log_retention_days,
                 retain_on_delete=config.retain_on_delete,
                 cloudformation_execution_role_arn=self._cloudformation_execution_role_arn(),
+                key=shared.key,
             ),
         )
 

@@ -13,12 +13,14 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from stacks.checkov_skips import skip_lambda_checks
 from stacks.components.lambda_handlers import HANDLER_RUNTIME, handler_code
 from stacks.components.lifecycle import log_retention, removal_policy
 from stacks.nag_suppressions import suppress
@@ -45,6 +47,8 @@ class ApprovalDeployerProps:
     # The role CloudFormation runs this stack's updates with (the `cdk deploy` execution role);
     # UpdateStack without RoleARN reuses it, and the caller may need to pass it.
     cloudformation_execution_role_arn: str | None
+    # The environment key: encrypts both queues, the log group and the function's environment.
+    key: kms.IKey
 
 
 class ApprovalDeployer(Construct):
@@ -56,7 +60,8 @@ class ApprovalDeployer(Construct):
         self.dead_letter_queue = sqs.Queue(
             self,
             "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=props.key,
             enforce_ssl=True,
             retention_period=DEAD_LETTER_RETENTION,
             removal_policy=removal,
@@ -65,7 +70,8 @@ class ApprovalDeployer(Construct):
         self.queue = sqs.Queue(
             self,
             "ApprovalEventsQueue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=props.key,
             enforce_ssl=True,
             visibility_timeout=VISIBILITY_TIMEOUT,
             retention_period=cdk.Duration.days(4),
@@ -91,9 +97,20 @@ class ApprovalDeployer(Construct):
             retry_attempts=185,
             max_event_age=cdk.Duration.hours(24),
         ))
+        # For a KMS-encrypted queue CDK's target allows EventBridge by account, not by rule (the
+        # key's grant cannot name the rule without a cycle, aws-cdk issue 11158): only this rule sends.
+        self.queue.add_to_resource_policy(iam.PolicyStatement(
+            sid="OnlyTheApprovalDecisionsRuleSends",
+            effect=iam.Effect.DENY,
+            principals=[iam.ServicePrincipal("events.amazonaws.com")],
+            actions=["sqs:SendMessage"],
+            resources=[self.queue.queue_arn],
+            conditions={"ArnNotEquals": {"aws:SourceArn": self.rule.rule_arn}},
+        ))
 
         self.log_group = log_group = logs.LogGroup(
-            self, "HandlerLogs", retention=log_retention(props.log_retention_days), removal_policy=removal
+            self, "HandlerLogs", retention=log_retention(props.log_retention_days), removal_policy=removal,
+            encryption_key=props.key,
         )
         role = iam.Role(
             self,
@@ -112,6 +129,7 @@ class ApprovalDeployer(Construct):
             memory_size=256,
             role=role,
             log_group=log_group,
+            environment_encryption=props.key,
             environment={
                 "STACK_NAME": stack.stack_name,
                 "PARAMETER_NAME": props.parameter_name,
@@ -127,6 +145,16 @@ class ApprovalDeployer(Construct):
             max_concurrency=2,  # the minimum; CloudFormation serializes updates anyway
         ))
         self._grant_handler(role, log_group, props)
+        props.key.grant_decrypt(role)  # its environment; the SQS event source adds the same for the queue
+        skip_lambda_checks(
+            self.function,
+            concurrency="Only its SQS event source invokes it, capped at 2 concurrent batches (max_concurrency); "
+            "CloudFormation serializes the stack updates anyway, and reserving would take from the account.",
+            dead_letter_queue="It is invoked synchronously by its SQS event source: a failed message returns to "
+            "the queue and moves to the queue's dead-letter queue (with an alarm), not to a function DLQ.",
+            vpc="It calls only AWS APIs (SageMaker, CloudFormation, CloudWatch) and reaches no private "
+            "network resource; a VPC would need NAT or interface endpoints and narrow nothing its role does not.",
+        )
 
         self.no_approved_package_alarm = cloudwatch.Alarm(
             self,

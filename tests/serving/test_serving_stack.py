@@ -301,7 +301,11 @@ def test_handler_may_update_only_its_own_stack(serving_template, environment_nam
         # granted by the SQS event source, on the approval events queue only
         "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
         "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
+        # the environment key only: the queue's messages and the function's environment are encrypted with it
+        "kms:Decrypt",
     }
+    (decrypt,) = [s for s in statements if s["Action"] == "kms:Decrypt"]
+    assert "DataKey" in json.dumps(decrypt["Resource"])
     (consume,) = [s for s in statements if "sqs:ReceiveMessage" in _as_list(s["Action"])]
     assert "ApprovalEventsQueue" in json.dumps(consume["Resource"])
     (update,) = [s for s in statements if "cloudformation:UpdateStack" in _as_list(s["Action"])]
