@@ -19,9 +19,11 @@ export TRANSFORMERS_OFFLINE := 1
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 CDK := npx --no-install cdk
+# checkov pins an older boto3 than the app's: it gets a virtual env of its own.
+CHECKOV_VENV := .venv-checkov
 ENV ?=
 
-.PHONY: help all setup setup-ml setup-dev data synth diff deploy demo demo-small test bench clean
+.PHONY: help all setup setup-ml setup-dev setup-checkov data synth checkov diff deploy demo demo-small test bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -44,6 +46,11 @@ $(STAMPS)/dev: $(STAMPS)/ml requirements-dev.txt
 	$(PIP) install -r requirements-dev.txt
 	mkdir -p $(STAMPS) && touch $@
 
+$(CHECKOV_VENV)/.stamp: requirements-checkov.txt
+	test -x $(CHECKOV_VENV)/bin/python || python3 -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip --disable-pip-version-check -q install -r requirements-checkov.txt
+	touch $@
+
 SAMPLE_DATA := .data/reviews
 
 $(SAMPLE_DATA)/.done: $(STAMPS)/ml local_pipeline/sample_data.py
@@ -53,10 +60,15 @@ $(SAMPLE_DATA)/.done: $(STAMPS)/ml local_pipeline/sample_data.py
 setup: $(STAMPS)/core ## virtual env with the CDK app's dependencies, and the pinned CDK CLI
 setup-ml: $(STAMPS)/ml ## + what container_code needs to run locally
 setup-dev: $(STAMPS)/dev ## + test tooling
+setup-checkov: $(CHECKOV_VENV)/.stamp ## checkov, pinned, in its own virtual env (.venv-checkov)
 
 synth: setup ## synthesize every environment (ENV=dev for one) into cdk.out/
 	$(CDK) synth --quiet $(if $(ENV),-c env=$(ENV) "review-classifier-$(ENV)-*")
 	@ls cdk.out/*.template.json
+
+checkov: setup setup-checkov synth ## run checkov over the synthesized templates in cdk.out/
+	$(CHECKOV_VENV)/bin/checkov --framework cloudformation --skip-download --compact \
+		$(foreach template,$(wildcard cdk.out/*.template.json),-f $(template))
 
 diff: setup ## compare ENV's stacks with what is deployed (needs credentials)
 	$(CDK) diff -c env=$(ENV) "review-classifier-$(ENV)-*"
@@ -75,7 +87,7 @@ demo-small: data ## the demo, cut down to run in a couple of minutes (what CI ru
 bench: setup-dev data ## run every benchmark and print its figures
 	for script in benchmarks/*.py; do echo "== $$script"; $(PYTHON) $$script || exit 1; done
 
-test: setup-dev data ## run the whole test suite
+test: setup-dev setup-checkov data ## run the whole test suite
 	$(PYTHON) -m pytest
 
 clean: ## remove generated files (keeps the virtual env)

@@ -86,6 +86,10 @@ class ServingConfig(_Frozen):
     # Serverless endpoints support neither data capture nor deployment guardrails (docs/serving.md),
     # so a real-time endpoint must set a sampling percentage and a serverless one must not.
     data_capture_sampling_percent: int | None = Field(default=None, ge=1, le=100)
+    # Captured requests are raw review text: they expire after this many days (a lifecycle rule on
+    # the data bucket's capture prefix). Required in every environment, serverless included, so
+    # that captures left by an earlier real-time configuration expire too; at most a year.
+    data_capture_retention_days: int = Field(ge=1, le=365)
     latency_alarm_threshold_ms: int = Field(ge=1)
     error_5xx_alarm_threshold: int = Field(ge=1)
     # The image's toolkit answers a failing model with 400s, not 5XX (docs/serving.md): this share

@@ -38,6 +38,7 @@ class FoundationStack(cdk.Stack):
                 resource_prefix=config.resource_prefix,
                 retain_on_delete=config.retain_on_delete,
                 access_log_retention_days=config.log_retention_days,
+                data_capture_retention_days=config.serving.data_capture_retention_days,
             ),
         )
         feature_store = ReviewsFeatureStore(
@@ -80,6 +81,7 @@ class FoundationStack(cdk.Stack):
                 model_package_group_name=config.model_package_group_name,
                 retain_on_delete=config.retain_on_delete,
                 log_retention_days=config.log_retention_days,
+                key=storage.key,
             ),
         )
         workgroup = FeatureStoreQueryWorkgroup(

@@ -53,6 +53,7 @@ class PipelineStack(cdk.Stack):
             retain_on_delete=config.retain_on_delete,
             start_execution_after_upsert=config.pipeline.start_execution_after_upsert,
             log_retention_days=config.log_retention_days,
+            encryption_key=shared.key,
         )
 
         cdk.CfnOutput(self, "PipelineName", value=config.pipeline_name, description="SageMaker pipeline name")

@@ -113,6 +113,7 @@ class ServingStack(cdk.Stack):
                 metric_namespace=METRIC_NAMESPACE,
                 log_retention_days=config.log_retention_days,
                 retain_on_delete=config.retain_on_delete,
+                key=shared.key,
             ),
         )
 

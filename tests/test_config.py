@@ -82,6 +82,9 @@ def test_missing_key_names_environment_and_key():
         ("dev", ("log_retention_days",), 10),
         ("staging", ("pipeline", "training_instance_type"), "g5.2xlarge"),
         ("dev", ("serving", "serverless", "memory_size_mb"), 1000),
+        ("prod", ("serving", "data_capture_retention_days"), 0),
+        ("staging", ("serving", "data_capture_retention_days"), 366),
+        ("dev", ("serving", "data_capture_retention_days"), "a week"),
     ],
 )
 def test_bad_value_names_environment_and_key(environment, path, bad_value):
@@ -93,6 +96,15 @@ def test_bad_value_names_environment_and_key(environment, path, bad_value):
     with pytest.raises(ConfigError) as error:
         parse_environments(environments)
     assert f"environments.{environment}.{'.'.join(path)}" in str(error.value)
+
+
+@pytest.mark.parametrize("environment", ["dev", "prod"])
+def test_every_environment_must_say_how_long_captured_requests_are_kept(environment):
+    # Serverless (dev) captures nothing, but captures of an earlier real-time setup must expire too.
+    environments = raw_environments()
+    del environments[environment]["serving"]["data_capture_retention_days"]
+    with pytest.raises(ConfigError, match=rf"environments\.{environment}\.serving\.data_capture_retention_days: Field required"):
+        parse_environments(environments)
 
 
 def test_unknown_key_is_rejected_by_name():

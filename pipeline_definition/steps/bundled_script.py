@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sagemaker.processing import ProcessingInput, Processor
 
-from pipeline_definition import images
+from pipeline_definition import images, job_encryption
 from pipeline_definition.settings import PipelineDefinitionSettings
 
 CODE_INPUT_NAME = "code"
@@ -51,7 +51,7 @@ def processor(
     env: dict[str, str] | None = None,
 ) -> Processor:
     """A processing job in the environment's processing image that runs one bundled script,
-    with the environment's role, KMS key, volume and runtime limits."""
+    with the environment's role, KMS key (outputs and volume), volume and runtime limits."""
     deploy_time = settings.deploy_time
     return Processor(
         role=deploy_time.pipeline_role_arn,
@@ -61,6 +61,10 @@ def processor(
         entrypoint=entrypoint(script_name),
         volume_size_in_gb=settings.processing_volume_size_gb,
         output_kms_key=deploy_time.kms_key_arn,
+        volume_kms_key=job_encryption.volume_kms_key(
+            deploy_time.kms_key_arn, settings.defaults.processing_instance_type
+        ),
+        network_config=job_encryption.processing_network_config(),
         max_runtime_in_seconds=settings.processing_max_runtime_seconds,
         base_job_name=base_job_name,
         env=env,

@@ -45,6 +45,9 @@ def serving_model(settings: PipelineDefinitionSettings, train_step: TrainingStep
         model_data=train_step.properties.ModelArtifacts.S3ModelArtifacts,
         role=settings.deploy_time.pipeline_role_arn,
         env=dict(INFERENCE_ENVIRONMENT),
+        # Like the endpoint's model (stacks/components/approved_model_endpoint.py): the artifact
+        # and the image hold everything the container needs.
+        enable_network_isolation=True,
         sagemaker_session=session,
     )
 

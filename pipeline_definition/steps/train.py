@@ -18,7 +18,7 @@ from sagemaker.inputs import TrainingInput
 from sagemaker.workflow.functions import Join
 from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep
 
-from pipeline_definition import images
+from pipeline_definition import images, job_encryption
 from pipeline_definition.locations import s3_uri
 from pipeline_definition.parameters import PipelineParameters
 from pipeline_definition.settings import PipelineDefinitionSettings
@@ -129,6 +129,8 @@ def build_train_step(
         max_wait=settings.training_max_runtime_seconds if defaults.use_spot_instances else None,
         checkpoint_s3_uri=checkpoint_s3_uri(deploy_time, params, prepare_step),
         output_kms_key=deploy_time.kms_key_arn,
+        volume_kms_key=job_encryption.volume_kms_key(deploy_time.kms_key_arn, defaults.training_instance_type),
+        encrypt_inter_container_traffic=job_encryption.ENCRYPT_INTER_CONTAINER_TRAFFIC,
         hyperparameters=hyperparameters(params),
         metric_definitions=metric_definitions(),
         debugger_hook_config=debugger_hook_config(deploy_time.artifacts_bucket_name),

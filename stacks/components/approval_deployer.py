@@ -20,12 +20,14 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from stacks.checkov_skips import skip_lambda_checks
 from stacks.components.lambda_handlers import HANDLER_RUNTIME, handler_code
 from stacks.components.lifecycle import log_retention, removal_policy
 from stacks.nag_suppressions import suppress
@@ -62,6 +64,8 @@ class ApprovalDeployerProps:
     metric_namespace: str
     log_retention_days: int
     retain_on_delete: bool
+    # The environment key: encrypts both queues, the log group and the function's environment.
+    key: kms.IKey
 
 
 class ApprovalDeployer(Construct):
@@ -73,7 +77,8 @@ class ApprovalDeployer(Construct):
         self.dead_letter_queue = sqs.Queue(
             self,
             "DeadLetterQueue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=props.key,
             enforce_ssl=True,
             retention_period=DEAD_LETTER_RETENTION,
             removal_policy=removal,
@@ -82,7 +87,8 @@ class ApprovalDeployer(Construct):
         self.queue = sqs.Queue(
             self,
             "ApprovalEventsQueue",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            encryption=sqs.QueueEncryption.KMS,
+            encryption_master_key=props.key,
             enforce_ssl=True,
             visibility_timeout=VISIBILITY_TIMEOUT,
             retention_period=cdk.Duration.days(4),
@@ -125,9 +131,22 @@ class ApprovalDeployer(Construct):
         )
         # A missed check is replaced by the next one: no retries, no dead letters.
         self.check_schedule.add_target(targets.SqsQueue(self.queue, retry_attempts=0))
+        # For a KMS-encrypted queue CDK's target allows EventBridge by account, not by rule (the
+        # key's grant cannot name the rule without a cycle, aws-cdk issue 11158): only these rules send.
+        self.queue.add_to_resource_policy(iam.PolicyStatement(
+            sid="OnlyThisStacksRulesSend",
+            effect=iam.Effect.DENY,
+            principals=[iam.ServicePrincipal("events.amazonaws.com")],
+            actions=["sqs:SendMessage"],
+            resources=[self.queue.queue_arn],
+            conditions={"ArnNotEquals": {"aws:SourceArn": [
+                rule.rule_arn for rule in (self.rule, self.stack_status_rule, self.check_schedule)
+            ]}},
+        ))
 
         self.log_group = log_group = logs.LogGroup(
-            self, "HandlerLogs", retention=log_retention(props.log_retention_days), removal_policy=removal
+            self, "HandlerLogs", retention=log_retention(props.log_retention_days), removal_policy=removal,
+            encryption_key=props.key,
         )
         role = iam.Role(
             self,
@@ -146,6 +165,7 @@ class ApprovalDeployer(Construct):
             memory_size=256,
             role=role,
             log_group=log_group,
+            environment_encryption=props.key,
             environment={
                 "STACK_NAME": stack.stack_name,
                 "PARAMETER_NAME": props.parameter_name,
@@ -164,6 +184,18 @@ class ApprovalDeployer(Construct):
             max_concurrency=2,  # the minimum; CloudFormation serializes updates anyway
         ))
         self._grant_handler(role, log_group, props)
+        # Decrypt: its environment and the queue's messages. GenerateDataKey: sending to the
+        # KMS-encrypted dead-letter queue needs a data key (SQS server-side encryption).
+        props.key.grant(role, "kms:Decrypt", "kms:GenerateDataKey")
+        skip_lambda_checks(
+            self.function,
+            concurrency="Only its SQS event source invokes it, capped at 2 concurrent batches (max_concurrency); "
+            "CloudFormation serializes the stack updates anyway, and reserving would take from the account.",
+            dead_letter_queue="It is invoked synchronously by its SQS event source: a failed message returns to "
+            "the queue and moves to the queue's dead-letter queue (with an alarm), not to a function DLQ.",
+            vpc="It calls only AWS APIs (SageMaker, CloudFormation, CloudWatch) and reaches no private "
+            "network resource; a VPC would need NAT or interface endpoints and narrow nothing its role does not.",
+        )
         self._alarms(props)
 
     def _queue_target(self) -> targets.SqsQueue:

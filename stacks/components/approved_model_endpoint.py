@@ -23,13 +23,14 @@ from cdk_nag import RegexAppliesTo
 from constructs import Construct
 
 from pipeline_definition.image_registries import ImageRepository
+from stacks.checkov_skips import skip_checkov
+from stacks.components.encrypted_buckets import DATA_CAPTURE_PREFIX
 from stacks.components.image_pulls import image_pull_statements
 from stacks.config import ServingConfig, TrafficShiftingConfig
 from stacks.nag_suppressions import suppress
 
 # Blue/green deployments replace a variant by name: the name must never change.
 VARIANT_NAME = "AllTraffic"
-DATA_CAPTURE_PREFIX = "data-capture"
 SAGEMAKER_METRICS_NAMESPACE = "AWS/SageMaker"
 ALARM_PERIOD = cdk.Duration.minutes(1)
 ALARM_EVALUATION_PERIODS = 2
@@ -67,9 +68,22 @@ class ApprovedModelEndpoint(Construct):
             primary_container=sagemaker.CfnModel.ContainerDefinitionProperty(
                 model_package_name=props.approved_model_package_arn,
             ),
+            # No network for the container: the artifact carries weights, tokenizer and code
+            # (model_io.SERVING_CODE_FILES, no requirements.txt to install), the image the libraries,
+            # and SageMaker itself fetches the artifact and writes data capture and logs.
+            # Serverless endpoints refuse network isolation (a documented feature exclusion).
+            enable_network_isolation=not props.serving.is_serverless,
             tags=[cdk.CfnTag(key="model-package-group", value=props.model_package_group_name)],
         )
         self.model.node.add_dependency(self.role)
+        if props.serving.is_serverless:
+            skip_checkov(
+                self.model,
+                "CKV_AWS_370",
+                "This environment serves from a serverless endpoint, and SageMaker Serverless Inference "
+                "does not support network isolation (one of its documented feature exclusions); "
+                "real-time environments isolate the container.",
+            )
         self.endpoint_config = self._endpoint_config()
         self.rollback_alarms = self._rollback_alarms()
         self.endpoint = self._endpoint()

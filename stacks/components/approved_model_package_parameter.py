@@ -19,9 +19,12 @@ from dataclasses import dataclass
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
 from constructs import Construct
+
+from stacks.checkov_skips import skip_lambda_checks
 
 from stacks.components.lifecycle import log_retention, removal_policy
 
@@ -44,6 +47,8 @@ class ApprovedModelPackageParameterProps:
     model_package_group_name: str
     retain_on_delete: bool
     log_retention_days: int
+    # The environment key: encrypts the handler's log group.
+    key: kms.IKey
 
 
 class ApprovedModelPackageParameter(Construct):
@@ -59,6 +64,7 @@ class ApprovedModelPackageParameter(Construct):
 
         log_group = logs.LogGroup(
             self, "HandlerLogs", retention=log_retention(props.log_retention_days), removal_policy=removal,
+            encryption_key=props.key,
         )
         # Our own role: the default one would carry the AWSLambdaBasicExecutionRole managed policy.
         role = iam.Role(
@@ -106,6 +112,26 @@ class ApprovedModelPackageParameter(Construct):
             log_group=log_group,
             install_latest_aws_sdk=False,
         )
+        _skip_singleton_function_checks(cdk.Stack.of(self))
+
+
+# The id of the singleton function that every AwsCustomResource of a stack shares (CDK's own).
+_AWS_CUSTOM_RESOURCE_FUNCTION_ID = "AWS679f53fac002430cb0da5b7982bd2287"
+
+
+def _skip_singleton_function_checks(stack: cdk.Stack) -> None:
+    function = stack.node.try_find_child(_AWS_CUSTOM_RESOURCE_FUNCTION_ID)
+    if function is None:
+        raise LookupError(f"{stack.node.path}: CDK's AwsCustomResource function is not where it used to be")
+    skip_lambda_checks(
+        function,
+        concurrency="CDK's AwsCustomResource function runs only when CloudFormation creates or deletes "
+        "this parameter; reserving concurrency for it would only take from the account.",
+        dead_letter_queue="CloudFormation invokes it as a custom resource and reports a failure as a "
+        "failed stack operation; no one would read a dead-letter queue.",
+        vpc="It calls only the SSM API on this one parameter and reaches no private network resource; "
+        "a VPC would need NAT or an SSM endpoint and narrow nothing its role does not.",
+    )
 
 
 def parameter_arn(stack: cdk.Stack, parameter_name: str) -> str:

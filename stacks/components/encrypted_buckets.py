@@ -1,22 +1,27 @@
 """The environment's customer-managed KMS key and its three buckets (data, artifacts, access
-logs), all private, TLS-only, versioned, with lifecycle rules and a per-environment removal policy."""
+logs), all private, TLS-only, versioned, with lifecycle rules and a per-environment removal policy.
+The key's policy also lets CloudWatch Logs encrypt this account's log groups in this region."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import aws_cdk as cdk
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from stacks.checkov_skips import skip_checkov, skip_lambda_checks
 from stacks.components.lifecycle import removal_policy
 from stacks.nag_suppressions import suppress
 
 # Prefixes with a lifecycle of their own. Other prefixes (raw reviews, processed splits,
-# Feature Store offline store, endpoint data capture) are chosen by the stacks that write them.
+# Feature Store offline store) are chosen by the stacks that write them.
 ATHENA_RESULTS_PREFIX = "athena-query-results/"
 FEATURE_STORE_OFFLINE_PREFIX = "feature-store/"
+# Endpoint data capture (raw request and response bodies) under <prefix>/<endpoint name>/.
+DATA_CAPTURE_PREFIX = "data-capture"
 
 # Overwritten or deleted objects stay recoverable this long (versioning), then cost nothing.
 NONCURRENT_VERSION_RETENTION = cdk.Duration.days(90)
@@ -30,6 +35,7 @@ class EncryptedBucketsProps:
     resource_prefix: str
     retain_on_delete: bool
     access_log_retention_days: int
+    data_capture_retention_days: int
 
 
 class EncryptedBuckets(Construct):
@@ -51,6 +57,7 @@ class EncryptedBuckets(Construct):
             removal_policy=removal,
             pending_window=cdk.Duration.days(30 if props.retain_on_delete else 7),
         )
+        _allow_cloudwatch_logs(self.key)
 
         # Server access logs cannot be delivered to an SSE-KMS bucket, hence S3-managed keys here.
         self.access_logs_bucket = s3.Bucket(
@@ -72,6 +79,12 @@ class EncryptedBuckets(Construct):
             "AwsSolutions-S1",
             "This is the server access log destination; logging it into itself would loop.",
         )
+        skip_checkov(
+            self.access_logs_bucket,
+            "CKV_AWS_18",
+            "This bucket is the server access log destination of the data and artifacts buckets; "
+            "logging its own access into itself would loop.",
+        )
 
         self.data_bucket = s3.Bucket(
             self,
@@ -88,6 +101,15 @@ class EncryptedBuckets(Construct):
                     prefix=ATHENA_RESULTS_PREFIX,
                     expiration=ATHENA_RESULTS_RETENTION,
                 ),
+                # Raw review text: the current version expires after the environment's retention
+                # and the version that expiry leaves behind a day later (not after the bucket's
+                # 90 days; S3 applies the earliest of overlapping expirations).
+                s3.LifecycleRule(
+                    id="expire-data-capture",
+                    prefix=f"{DATA_CAPTURE_PREFIX}/",
+                    expiration=cdk.Duration.days(props.data_capture_retention_days),
+                    noncurrent_version_expiration=cdk.Duration.days(1),
+                ),
             ],
             **_private_bucket_settings(removal, auto_delete_objects),
         )
@@ -103,6 +125,44 @@ class EncryptedBuckets(Construct):
             lifecycle_rules=_versioned_bucket_rules(),
             **_private_bucket_settings(removal, auto_delete_objects),
         )
+        if auto_delete_objects:
+            _skip_auto_delete_provider_checks(cdk.Stack.of(self))
+
+
+def _allow_cloudwatch_logs(key: kms.Key) -> None:
+    """CloudWatch Logs encrypts a log group with the key only if the key policy allows its regional
+    service principal; the encryption-context condition limits that to this account's log groups in
+    this region (the form AWS documents for KMS-encrypted log groups)."""
+    stack = cdk.Stack.of(key)
+    key.add_to_resource_policy(iam.PolicyStatement(
+        sid="AllowCloudWatchLogsOfThisAccountAndRegion",
+        principals=[iam.ServicePrincipal(f"logs.{stack.region}.amazonaws.com")],
+        actions=["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
+        resources=["*"],
+        conditions={"ArnLike": {"kms:EncryptionContext:aws:logs:arn": stack.format_arn(
+            service="logs", resource="log-group", resource_name="*", arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
+        )}},
+    ))
+
+
+# CDK's singleton provider behind `auto_delete_objects` (a CfnResource, not a lambda.Function).
+_AUTO_DELETE_PROVIDER_ID = "Custom::S3AutoDeleteObjectsCustomResourceProvider"
+
+
+def _skip_auto_delete_provider_checks(stack: cdk.Stack) -> None:
+    provider = stack.node.try_find_child(_AUTO_DELETE_PROVIDER_ID)
+    handler = provider.node.try_find_child("Handler") if provider is not None else None
+    if handler is None:
+        raise LookupError(f"{stack.node.path}: CDK's auto-delete-objects provider is not where it used to be")
+    skip_lambda_checks(
+        handler,
+        concurrency="CDK's auto-delete-objects provider runs only when CloudFormation deletes a bucket "
+        "of this destroyable environment; reserving concurrency for it would only take from the account.",
+        dead_letter_queue="CloudFormation invokes it as a custom resource and reports a failure as a "
+        "failed stack operation; no one would read a dead-letter queue.",
+        vpc="It calls only the S3 API on this stack's buckets and reaches no private network resource; "
+        "a VPC would need NAT or an S3 endpoint and narrow nothing its role does not.",
+    )
 
 
 def _private_bucket_settings(removal_policy: cdk.RemovalPolicy, auto_delete_objects: bool) -> dict:

@@ -8,11 +8,13 @@ from typing import Mapping
 
 import aws_cdk as cdk
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
+from stacks.checkov_skips import skip_lambda_checks
 from stacks.components.lambda_handlers import HANDLER_RUNTIME, handler_code
 from stacks.components.lifecycle import log_retention, removal_policy
 from stacks.nag_suppressions import suppress
@@ -56,6 +58,7 @@ class PipelineUpserter(Construct):
         start_execution_after_upsert: bool,
         log_retention_days: int,
         handler_timeout: cdk.Duration = DEFAULT_HANDLER_TIMEOUT,
+        encryption_key: kms.IKey | None = None,
     ) -> None:
         super().__init__(scope, id)
         retention = log_retention(log_retention_days)
@@ -63,7 +66,9 @@ class PipelineUpserter(Construct):
             raise ValueError("handler_timeout must stay under the Provider framework's 15-minute limit (at most 14 minutes)")
         log_removal_policy = removal_policy(retain_on_delete)
 
-        handler_log_group = logs.LogGroup(self, "HandlerLogGroup", retention=retention, removal_policy=log_removal_policy)
+        handler_log_group = logs.LogGroup(
+            self, "HandlerLogGroup", retention=retention, removal_policy=log_removal_policy, encryption_key=encryption_key,
+        )
         handler_role = iam.Role(
             self,
             "HandlerRole",
@@ -86,7 +91,9 @@ class PipelineUpserter(Construct):
             log_group=handler_log_group,
         )
 
-        provider_log_group = logs.LogGroup(self, "ProviderLogGroup", retention=retention, removal_policy=log_removal_policy)
+        provider_log_group = logs.LogGroup(
+            self, "ProviderLogGroup", retention=retention, removal_policy=log_removal_policy, encryption_key=encryption_key,
+        )
         # Our own role instead of the default one, which would carry AWSLambdaBasicExecutionRole.
         provider_role = iam.Role(
             self,
@@ -101,7 +108,11 @@ class PipelineUpserter(Construct):
             on_event_handler=self.handler,
             framework_on_event_role=provider_role,
             log_group=provider_log_group,
+            provider_function_env_encryption=encryption_key,
         )
+        if encryption_key is not None:
+            # Lambda decrypts the framework's environment (the handler's ARN) as its role.
+            encryption_key.grant_decrypt(provider_role)
 
         self.resource = cdk.CustomResource(
             self,
@@ -124,6 +135,29 @@ class PipelineUpserter(Construct):
         self.pipeline_arn: str = self.resource.get_att_string("PipelineArn")
         self.pipeline_name = pipeline_name
         _suppress_provider_framework_findings(provider_role, self.handler)
+        self._skip_lambda_checks(pipeline_name)
+
+    def _skip_lambda_checks(self, pipeline_name: str) -> None:
+        no_vpc = (
+            "It calls only AWS APIs ({apis}) and reaches no private network resource; a VPC would "
+            "need NAT or interface endpoints and narrow nothing its role does not."
+        )
+        skip_lambda_checks(
+            self.handler,
+            concurrency="Only the Provider framework invokes it, once per CloudFormation event of this one "
+            "pipeline; reserving concurrency would only take from the account's pool.",
+            dead_letter_queue="The Provider framework invokes it synchronously and reports its errors to "
+            "CloudFormation as a failed resource; a dead-letter queue serves only asynchronous invocations.",
+            vpc=no_vpc.format(apis=f"SageMaker, for pipeline {pipeline_name}"),
+        )
+        skip_lambda_checks(
+            self.provider.node.find_child("framework-onEvent"),
+            concurrency="CDK's Provider framework function runs only for CloudFormation events of this custom "
+            "resource; reserving concurrency would only take from the account's pool.",
+            dead_letter_queue="CloudFormation invokes it and learns of a failure from its response or its "
+            "timeout, which fails the stack operation; nobody would read a dead-letter queue.",
+            vpc=no_vpc.format(apis="Lambda, to invoke the upserter, and the CloudFormation response URL"),
+        )
 
 
 def _handler_policy(

@@ -207,6 +207,8 @@ def test_deployer_holds_exactly_what_its_handler_calls(serving, config):
         # granted by the SQS event source, on the approval events queue only
         "sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
         "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
+        # the environment key: the function's environment, the queues' messages, sending to the DLQ
+        "kms:Decrypt", "kms:GenerateDataKey",
     }
     (consume,) = [s for s in statements if "sqs:ReceiveMessage" in as_list(s["Action"])]
     assert "ApprovalEventsQueue" in json.dumps(consume["Resource"])

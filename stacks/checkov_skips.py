@@ -1,0 +1,49 @@
+"""One way to skip a checkov check: on one resource, always with a specific reason, written into
+the template where checkov reads it (`Metadata.checkov.skip`, each entry `{id, comment}`).
+
+The cdk-nag counterpart is `stacks/nag_suppressions.suppress`; tests/test_checkov.py fails on any
+failed check and on any skip without a real reason.
+"""
+
+from __future__ import annotations
+
+import aws_cdk as cdk
+from constructs import IConstruct
+
+METADATA_KEY = "checkov"
+MIN_REASON_WORDS = 5
+
+
+def skip_checkov(construct: IConstruct, check_id: str, reason: str) -> None:
+    """Skip `check_id` (e.g. CKV_AWS_117) on `construct`'s CloudFormation resource."""
+    if not check_id.startswith("CKV"):
+        raise ValueError(f"{check_id!r} is not a checkov check id")
+    if len(reason.split()) < MIN_REASON_WORDS:
+        raise ValueError(f"skipping {check_id} needs a reason of at least {MIN_REASON_WORDS} words")
+    resource = _cfn_resource(construct)
+    metadata = resource.get_metadata(METADATA_KEY) or {}
+    skips = [entry for entry in metadata.get("skip", []) if entry["id"] != check_id]
+    skips.append({"id": check_id, "comment": reason})
+    resource.add_metadata(METADATA_KEY, {**metadata, "skip": skips})
+
+
+def _cfn_resource(construct: IConstruct) -> cdk.CfnResource:
+    if isinstance(construct, cdk.CfnResource):
+        return construct
+    child = construct.node.default_child
+    if not isinstance(child, cdk.CfnResource):
+        raise TypeError(f"{construct.node.path} has no CloudFormation resource to carry a checkov skip")
+    return child
+
+
+# The three Lambda checks that are decided per function, each with its reason.
+LAMBDA_RESERVED_CONCURRENCY = "CKV_AWS_115"
+LAMBDA_DEAD_LETTER_QUEUE = "CKV_AWS_116"
+LAMBDA_IN_VPC = "CKV_AWS_117"
+
+
+def skip_lambda_checks(function: IConstruct, *, concurrency: str, dead_letter_queue: str, vpc: str) -> None:
+    """Record why a function has no reserved concurrency, no dead-letter queue and no VPC."""
+    skip_checkov(function, LAMBDA_RESERVED_CONCURRENCY, concurrency)
+    skip_checkov(function, LAMBDA_DEAD_LETTER_QUEUE, dead_letter_queue)
+    skip_checkov(function, LAMBDA_IN_VPC, vpc)
