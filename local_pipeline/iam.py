@@ -4,11 +4,12 @@ Lambda handlers), and moto's access control switched on, so a missing permission
 AccessDenied at the step that needed it.
 
 What moto checks (moto 5.2.5): the action of every request, and the resource of S3 requests
-(bucket and key). For other services it authorizes against the resource "*", so a statement
-scoped to an ARN would never match, and it cannot supply most condition keys. `enforceable`
-rewrites a policy into what moto can check faithfully: S3 statements as written, other
-services' statements on "*", no conditions. Resources and conditions that this leaves out are
-checked by the policy tests on the templates (docs/pipeline.md lists them).
+(bucket and key) and of SQS requests that name an existing queue (its ARN). For other services
+it authorizes against the resource "*", so a statement scoped to an ARN would never match, and
+it cannot supply most condition keys. `enforceable` rewrites a policy into what moto can check
+faithfully: S3 and SQS statements as written, other services' statements on "*", no
+conditions, and actions named as moto names them. Resources and conditions that this leaves out
+are checked by the policy tests on the templates (docs/local-run.md lists them).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 import urllib.request
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import boto3
 
@@ -55,11 +56,19 @@ def create_admin(iam: Any) -> Credentials:
 
 
 # Services whose request resources moto determines, so their statements keep their Resource.
-RESOURCE_CHECKED_SERVICES = frozenset({"s3"})
+RESOURCE_CHECKED_SERVICES = frozenset({"s3", "sqs"})
+# moto names an action after the request's signing name, which for CloudWatch is not its IAM
+# prefix: a denied PutMetricData reads "monitoring:PutMetricData".
+MOTO_ACTION_PREFIXES = {"cloudwatch": "monitoring"}
 
 
 def _as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
+
+
+def _as_moto_names(action: str) -> str:
+    service, separator, name = action.partition(":")
+    return f"{MOTO_ACTION_PREFIXES.get(service, service)}{separator}{name}"
 
 
 def enforceable(document: dict) -> dict:
@@ -70,7 +79,7 @@ def enforceable(document: dict) -> dict:
         if "Action" not in statement or "Resource" not in statement:
             statements.append(statement)
             continue
-        actions = _as_list(statement["Action"])
+        actions = [_as_moto_names(action) for action in _as_list(statement["Action"])]
         checked = [action for action in actions if action.split(":")[0] in RESOURCE_CHECKED_SERVICES]
         unchecked = [action for action in actions if action not in checked]
         if checked:
@@ -105,14 +114,37 @@ def put_policies(iam: Any, role: RolePolicies) -> None:
 
 def without_statement(role: RolePolicies, sid: str) -> RolePolicies:
     """The role less the statement `sid` (tests take one permission away with it)."""
-    found = False
+    return _edited(role, lambda statement: None if statement.get("Sid") == sid else statement, f"statement {sid!r}")
+
+
+def without_action(role: RolePolicies, action: str) -> RolePolicies:
+    """The role less `action` in every statement that grants it (a statement left with no action
+    goes too): one permission taken away where a statement grants several."""
+
+    def edit(statement: dict) -> dict | None:
+        actions = _as_list(statement.get("Action", []))
+        if action not in actions:
+            return statement
+        rest = [item for item in actions if item != action]
+        return {**statement, "Action": rest} if rest else None
+
+    return _edited(role, edit, f"statement granting {action!r}")
+
+
+def _edited(role: RolePolicies, edit: Callable[[dict], dict | None], what: str) -> RolePolicies:
+    """The role with `edit` applied to each statement (None drops it); KeyError if none changed."""
+    changed = False
     policies = {}
     for name, document in role.policies.items():
-        statements = [item for item in _as_list(document["Statement"]) if item.get("Sid") != sid]
-        found = found or len(statements) != len(_as_list(document["Statement"]))
+        statements = []
+        for statement in _as_list(document["Statement"]):
+            edited = edit(statement)
+            changed = changed or edited != statement
+            if edited is not None:
+                statements.append(edited)
         policies[name] = {**document, "Statement": statements}
-    if not found:
-        raise KeyError(f"role {role.name} has no statement {sid!r}")
+    if not changed:
+        raise KeyError(f"role {role.name} has no {what}")
     return RolePolicies(role.stack_name, role.logical_id, role.name, policies)
 
 

@@ -1,263 +1,53 @@
 """The approval deployer's handler against moto's server on 127.0.0.1.
 
-Each test creates a stand-in serving stack in moto's CloudFormation: the same SSM-typed
-`ApprovedModelPackageArn` parameter (defaulting to the approved-package SSM parameter, which the
-foundation stack creates with `none`), the SSM-typed `BootstrapVersion`, one more parameter that
-must keep its value through every update, the `HasApprovedModel` condition, and under it a
-SageMaker model built from the package, an endpoint config and an endpoint - real moto resources,
-which the deployer's checks read back. Model package groups, packages and approvals are real moto
-SageMaker calls; events are shaped like the documented EventBridge events, wrapped in SQS records
-as they arrive through the queue; the dead-letter queue is a moto SQS queue.
+Each test creates the stand-in of the `dev` serving stack in moto's CloudFormation
+(tests/support/approval_deployer_world.py): the same SSM-typed `ApprovedModelPackageArn`
+parameter (defaulting to the approved-package SSM parameter, which the foundation stack creates
+with `none`), the SSM-typed `BootstrapVersion`, one more parameter that must keep its value
+through every update, the `HasApprovedModel` condition, and under it a SageMaker model built from
+the package, an endpoint config and an endpoint - real moto resources, which the deployer's checks
+read back. Model package groups, packages and approvals are real moto SageMaker calls; events are
+shaped like the documented EventBridge events, wrapped in SQS records as they arrive through the
+queue; the dead-letter queue is a moto SQS queue.
 
 Where moto's CloudFormation falls short of CloudFormation (re-resolving SSM parameters into the
 resources on update, a stack that is still busy, a rollback), tests/support/moto_cloudformation.py
 does to moto's backend what CloudFormation would; failures moto cannot produce (throttling,
-AccessDenied, CloudFormation's error texts) come from the fault proxy (tests/support/aws_fault_proxy.py)
-as real HTTP answers.
+CloudFormation's error texts) come from the fault proxy (tests/support/aws_fault_proxy.py) as real
+HTTP answers. The handler runs as its own role, with moto's IAM enforcement on, in
+tests/serving/test_approval_deployer_iam.py.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import uuid
-from dataclasses import replace
-from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from stacks.lambdas.approval_deployer import handler as deployer
-from support.aws_fault_proxy import AwsFaultProxy
-from support.moto_cloudformation import (
-    MOTO_ACCOUNT,
+from support.approval_deployer_world import (
+    ACCOUNT,
+    APPROVED_PACKAGE_PARAMETER,
+    GROUP,
+    PARAMETER,
     REGION,
-    moto_stack,
-    roll_back_update,
-    set_stack_status,
-    ssm_parameters_resolved_on_update,
+    SETTINGS,
+    STACK_NAME,
+    STAND_IN_TEMPLATE,
+    UPDATE_ROLE_ARN,
+    World,
+    approve,
+    promote_and_roll_back,
 )
-
-GROUP = "review-classifier-test"
-STACK_NAME = "review-classifier-test-serving"
-PARAMETER = "ApprovedModelPackageArn"
-APPROVED_PACKAGE_PARAMETER = "/review-classifier-test/serving/approved-model-package-arn"
-BOOTSTRAP_VERSION_PARAMETER = "/cdk-bootstrap/hnb659fds/version"
-UPDATE_ROLE_ARN = f"arn:aws:iam::{MOTO_ACCOUNT}:role/review-classifier-test-serving-approval-update"
-SETTINGS = deployer.Settings(
-    stack_name=STACK_NAME,
-    parameter_name=PARAMETER,
-    approved_package_parameter_name=APPROVED_PACKAGE_PARAMETER,
-    cloudformation_role_arn=UPDATE_ROLE_ARN,
-    dead_letter_queue_url="set per test",
-    model_package_group_name=GROUP,
-    environment_name="test",
-    metric_namespace="ReviewClassifier/Serving",
-)
-STAND_IN_TEMPLATE = {
-    "Parameters": {
-        PARAMETER: {"Type": "AWS::SSM::Parameter::Value<String>", "Default": APPROVED_PACKAGE_PARAMETER},
-        "BootstrapVersion": {"Type": "AWS::SSM::Parameter::Value<String>", "Default": BOOTSTRAP_VERSION_PARAMETER},
-        "DataCaptureSamplingPercent": {"Type": "String", "Default": "20"},
-    },
-    "Conditions": {"HasApprovedModel": {"Fn::Not": [{"Fn::Equals": [{"Ref": PARAMETER}, "none"]}]}},
-    "Resources": {
-        "Model": {
-            "Type": "AWS::SageMaker::Model",
-            "Condition": "HasApprovedModel",
-            "Properties": {
-                "ExecutionRoleArn": f"arn:aws:iam::{MOTO_ACCOUNT}:role/model-execution",
-                "PrimaryContainer": {"ModelPackageName": {"Ref": PARAMETER}},
-            },
-        },
-        "EndpointConfig": {
-            "Type": "AWS::SageMaker::EndpointConfig",
-            "Condition": "HasApprovedModel",
-            "Properties": {"ProductionVariants": [{
-                "VariantName": "AllTraffic", "ModelName": {"Fn::GetAtt": ["Model", "ModelName"]},
-                "InitialInstanceCount": 1, "InstanceType": "ml.m5.large", "InitialVariantWeight": 1.0,
-            }]},
-        },
-        "Endpoint": {
-            "Type": "AWS::SageMaker::Endpoint",
-            "Condition": "HasApprovedModel",
-            "Properties": {
-                "EndpointName": "review-classifier-test",
-                "EndpointConfigName": {"Fn::GetAtt": ["EndpointConfig", "EndpointConfigName"]},
-            },
-        },
-    },
-}
-INFERENCE_SPECIFICATION = {
-    "Containers": [{
-        "Image": "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-inference:2.1.0-transformers4.37.0-cpu-py310-ubuntu22.04",
-        "ModelDataUrl": "s3://review-classifier-test-artifacts/models/model.tar.gz",
-    }],
-    "SupportedContentTypes": ["application/json", "application/jsonlines"],
-    "SupportedResponseMIMETypes": ["application/json", "application/jsonlines"],
-}
+from support.aws_fault_proxy import AwsFaultProxy
+from support.moto_cloudformation import roll_back_update, set_stack_status, ssm_parameters_resolved_on_update
 
 
-class Registry:
-    """The model package group in moto, and events shaped as SageMaker sends them."""
-
-    def __init__(self, sagemaker) -> None:
-        self.sagemaker = sagemaker
-
-    def register(self, group: str = GROUP) -> str:
-        return self.sagemaker.create_model_package(
-            ModelPackageGroupName=group,
-            ModelApprovalStatus="PendingManualApproval",
-            InferenceSpecification=INFERENCE_SPECIFICATION,
-        )["ModelPackageArn"]
-
-    def decide(self, arn: str, status: str) -> dict:
-        self.sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus=status)
-        return self.event(arn)
-
-    def status(self, arn: str) -> tuple[str, str]:
-        package = self.sagemaker.describe_model_package(ModelPackageName=arn)
-        return package["ModelApprovalStatus"], package.get("ApprovalDescription", "")
-
-    def event(self, arn: str) -> dict:
-        detail = self.sagemaker.describe_model_package(ModelPackageName=arn)
-        detail.pop("ResponseMetadata")
-        return eventbridge_event("aws.sagemaker", "SageMaker Model Package State Change", [arn],
-                                 json.loads(json.dumps(detail, default=lambda value: value.isoformat())))
-
-
-def eventbridge_event(source: str, detail_type: str, resources: list[str], detail: dict) -> dict:
-    return {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": detail_type,
-        "source": source,
-        "account": MOTO_ACCOUNT,
-        "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "region": REGION,
-        "resources": resources,
-        "detail": detail,
-    }
-
-
-def scheduled_event() -> dict:
-    rule = f"arn:aws:events:{REGION}:{MOTO_ACCOUNT}:rule/serving-check"
-    return eventbridge_event("aws.events", "Scheduled Event", [rule], {})
-
-
-def sqs_batch(*bodies: dict | str) -> dict:
-    """What the Lambda receives from the queue: one record per EventBridge event."""
-    return {"Records": [
-        {
-            "messageId": f"message-{index}",
-            "receiptHandle": f"handle-{index}",
-            "body": body if isinstance(body, str) else json.dumps(body),
-            "attributes": {"ApproximateReceiveCount": "1"},
-            "eventSource": "aws:sqs",
-            "eventSourceARN": f"arn:aws:sqs:{REGION}:{MOTO_ACCOUNT}:approval-events",
-            "awsRegion": REGION,
-        }
-        for index, body in enumerate(bodies)
-    ]}
-
-
-class World:
-    """Clients on moto (optionally through the fault proxy) plus what the tests inspect."""
-
-    def __init__(self, endpoint_url: str) -> None:
-        kwargs = {"endpoint_url": endpoint_url, "region_name": REGION}
-        self.clients = deployer.Clients.create(**kwargs)  # the handler's own retry configuration
-        self.registry = Registry(self.clients.sagemaker)
-        self.update_requests: list[dict] = []
-        self.clients.cloudformation.meta.events.register(
-            "provide-client-params.cloudformation.UpdateStack", self._record_update
-        )
-        queue_url = self.clients.sqs.create_queue(QueueName="approval-events-dlq")["QueueUrl"]
-        self.settings = replace(SETTINGS, dead_letter_queue_url=queue_url)
-
-    def _record_update(self, params, **_) -> None:
-        self.update_requests.append(dict(params))
-
-    @property
-    def update_stack_calls(self) -> int:
-        return len(self.update_requests)
-
-    def create_stack(self) -> None:
-        """What exists before the first approval: the foundation's parameter, the bootstrap's
-        version, the model package group and the serving stack without an endpoint."""
-        ssm = self.clients.ssm
-        ssm.put_parameter(Name=APPROVED_PACKAGE_PARAMETER, Value="none", Type="String")
-        ssm.put_parameter(Name=BOOTSTRAP_VERSION_PARAMETER, Value="21", Type="String")
-        self.clients.sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
-        self.clients.cloudformation.create_stack(
-            StackName=STACK_NAME,
-            TemplateBody=json.dumps(STAND_IN_TEMPLATE),
-            Parameters=[
-                {"ParameterKey": PARAMETER, "ParameterValue": APPROVED_PACKAGE_PARAMETER},
-                {"ParameterKey": "BootstrapVersion", "ParameterValue": BOOTSTRAP_VERSION_PARAMETER},
-                {"ParameterKey": "DataCaptureSamplingPercent", "ParameterValue": "50"},
-            ],
-        )
-
-    def run(self, *bodies: dict | str) -> dict:
-        return deployer.handler(sqs_batch(*bodies), None, clients=self.clients, settings=self.settings)
-
-    def check(self) -> dict:
-        return self.run(scheduled_event())
-
-    def stack_status_changed(self, status: str) -> dict:
-        stack_id = moto_stack(STACK_NAME).stack_id
-        return self.run(eventbridge_event(
-            "aws.cloudformation", "CloudFormation Stack Status Change", [stack_id],
-            {"stack-id": stack_id, "status-details": {"status": status, "status-reason": ""}},
-        ))
-
-    def stack_parameters(self) -> dict[str, str]:
-        stack = self.clients.cloudformation.describe_stacks(StackName=STACK_NAME)["Stacks"][0]
-        return {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
-
-    def declared(self) -> str:
-        return self.clients.ssm.get_parameter(Name=APPROVED_PACKAGE_PARAMETER)["Parameter"]["Value"]
-
-    def served(self) -> str:
-        """The package the stack's endpoint runs, read from SageMaker ("none" without an endpoint)."""
-        resources = self.clients.cloudformation.describe_stack_resources(StackName=STACK_NAME)["StackResources"]
-        endpoints = [r["PhysicalResourceId"] for r in resources if r.get("ResourceType") == "AWS::SageMaker::Endpoint"]
-        if not endpoints:
-            return "none"
-        sagemaker = self.clients.sagemaker
-        endpoint = sagemaker.describe_endpoint(EndpointName=endpoints[0].rsplit("/", 1)[-1])
-        config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["EndpointConfigName"])
-        model = sagemaker.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
-        return model["PrimaryContainer"]["ModelPackageName"]
-
-    def stack_updates(self) -> int:
-        events = self.clients.cloudformation.describe_stack_events(StackName=STACK_NAME)["StackEvents"]
-        return sum(1 for e in events if e["LogicalResourceId"] == STACK_NAME and e["ResourceStatus"] == "UPDATE_COMPLETE")
-
-    def dead_letters(self) -> list[tuple[str, dict[str, str]]]:
-        response = self.clients.sqs.receive_message(
-            QueueUrl=self.settings.dead_letter_queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
-        )
-        return [
-            (m["Body"], {name: a["StringValue"] for name, a in m.get("MessageAttributes", {}).items()})
-            for m in response.get("Messages", [])
-        ]
-
-    def metric(self, name: str) -> dict[str, float]:
-        """Everything published to one of the deployer's metrics in this test, in one datapoint
-        (SampleCount, Sum, Minimum, Maximum); {} if nothing was published."""
-        now = datetime.now(timezone.utc)
-        response = self.clients.cloudwatch.get_metric_statistics(
-            Namespace=SETTINGS.metric_namespace,
-            MetricName=name,
-            Dimensions=[{"Name": "Environment", "Value": SETTINGS.environment_name}],
-            StartTime=now - timedelta(hours=1),
-            EndTime=now + timedelta(hours=1),
-            Period=7200,
-            Statistics=["SampleCount", "Sum", "Minimum", "Maximum"],
-        )
-        (point,) = response["Datapoints"] or [{}]
-        return {key: point[key] for key in ("SampleCount", "Sum", "Minimum", "Maximum") if key in point}
+@pytest.fixture(autouse=True)
+def in_the_dev_account(monkeypatch):
+    """moto answers in the `dev` account, whose ids the stand-in's ARNs carry."""
+    monkeypatch.setenv("MOTO_ACCOUNT_ID", ACCOUNT)
 
 
 @pytest.fixture(autouse=True)
@@ -268,10 +58,6 @@ def cloudformation_resolves_ssm_parameters(monkeypatch):
 @pytest.fixture
 def world(moto_endpoint) -> World:
     return World(moto_endpoint)
-
-
-def approve(world: World, arn: str) -> dict:
-    return world.run(world.registry.decide(arn, "Approved"))
 
 
 # --- Approve ------------------------------------------------------------------------------------
@@ -496,7 +282,7 @@ def test_update_that_races_another_operation_is_retried(moto_endpoint):
         event = world.registry.decide(arn, "Approved")
         proxy.inject(
             "UpdateStack", error_code="ValidationError", times=1,
-            message=f"Stack:arn:aws:cloudformation:{REGION}:{MOTO_ACCOUNT}:stack/{STACK_NAME}/x is in "
+            message=f"Stack:arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{STACK_NAME}/x is in "
                     "UPDATE_IN_PROGRESS state and can not be updated.",
         )
 
@@ -629,23 +415,6 @@ def test_approval_stays_in_the_queue_when_the_dead_letter_queue_refuses_it(moto_
 
 # --- A promotion CloudFormation rolled back -------------------------------------------------------
 
-def promote_and_roll_back(world: World) -> tuple[str, str]:
-    """v1 serves; v2 is approved, its update fails on the endpoint and is rolled back."""
-    serving, failing = world.registry.register(), world.registry.register()
-    approve(world, serving)
-    approve(world, failing)
-    assert world.served() == failing  # moto completed the update; CloudFormation now undoes it
-    roll_back_update(
-        STACK_NAME, ssm=world.clients.ssm, token=world.update_requests[-1]["ClientRequestToken"],
-        failed_resource="Endpoint",
-        reason="Endpoint review-classifier-test update failed: alarm review-classifier-test-invocation-5xx-errors "
-               "went into ALARM, the deployment was rolled back",
-        previous_ssm_values={APPROVED_PACKAGE_PARAMETER: serving},
-    )
-    assert world.served() == serving and world.declared() == failing
-    return serving, failing
-
-
 @pytest.mark.parametrize("trigger", ["stack-status-change", "scheduled-check", "next-approval-event"])
 def test_rolled_back_promotion_is_rejected_with_the_reason_and_never_redeployed(world, trigger, caplog):
     world.create_stack()
@@ -735,7 +504,7 @@ def test_check_reports_an_endpoint_that_does_not_serve_the_stacks_endpoint_confi
     approve(world, new)
     sagemaker = world.clients.sagemaker
     sagemaker.create_model(ModelName="out-of-band", PrimaryContainer={"ModelPackageName": old},
-                           ExecutionRoleArn=f"arn:aws:iam::{MOTO_ACCOUNT}:role/model-execution")
+                           ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/model-execution")
     sagemaker.create_endpoint_config(EndpointConfigName="out-of-band", ProductionVariants=[{
         "VariantName": "AllTraffic", "ModelName": "out-of-band", "InitialInstanceCount": 1,
         "InstanceType": "ml.m5.large"}])
@@ -829,8 +598,8 @@ def test_settings_come_from_the_environment():
     environ = {
         "STACK_NAME": STACK_NAME, "PARAMETER_NAME": PARAMETER,
         "APPROVED_PACKAGE_PARAMETER_NAME": APPROVED_PACKAGE_PARAMETER, "CLOUDFORMATION_ROLE_ARN": UPDATE_ROLE_ARN,
-        "DEAD_LETTER_QUEUE_URL": "set per test", "MODEL_PACKAGE_GROUP_NAME": GROUP,
-        "ENVIRONMENT_NAME": "test", "METRIC_NAMESPACE": "ReviewClassifier/Serving",
+        "DEAD_LETTER_QUEUE_URL": SETTINGS.dead_letter_queue_url, "MODEL_PACKAGE_GROUP_NAME": GROUP,
+        "ENVIRONMENT_NAME": "dev", "METRIC_NAMESPACE": "ReviewClassifier/Serving",
     }
     assert deployer.Settings.from_environment(environ) == SETTINGS
     del environ["CLOUDFORMATION_ROLE_ARN"]
@@ -839,7 +608,7 @@ def test_settings_come_from_the_environment():
 
 
 def test_request_token_names_the_promoted_version():
-    arn = f"arn:aws:sagemaker:{REGION}:{MOTO_ACCOUNT}:model-package/{GROUP}/12"
+    arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package/{GROUP}/12"
     token = deployer.request_token("event-1", arn)
     assert token.startswith("promote-12-") and len(token) <= 128
     assert deployer.is_promotion_of(token, arn)

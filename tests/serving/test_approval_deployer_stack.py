@@ -212,6 +212,8 @@ def test_deployer_holds_exactly_what_its_handler_calls(serving, config):
     }
     (consume,) = [s for s in statements if "sqs:ReceiveMessage" in as_list(s["Action"])]
     assert "ApprovalEventsQueue" in json.dumps(consume["Resource"])
+    read_stack = by_sid(statements, "ReadServingStack")
+    assert f":stack/{config.stack_name('serving')}/*" in json.dumps(read_stack["Resource"])
     dead_letter = by_sid(statements, "DeadLetterPermanentFailures")
     assert "DeadLetterQueue" in json.dumps(dead_letter["Resource"])
     declare = by_sid(statements, "DeclareTheApprovedPackage")

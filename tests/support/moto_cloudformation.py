@@ -14,6 +14,7 @@ backend so that code under test still meets it over HTTP (moto's server runs in 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 MOTO_ACCOUNT = "123456789012"  # moto's default account
@@ -84,7 +85,8 @@ def ssm_parameters_resolved_on_update(monkeypatch) -> None:
 def moto_stack(stack_name: str) -> Any:
     from moto.cloudformation.models import cloudformation_backends
 
-    backend = cloudformation_backends[MOTO_ACCOUNT][REGION]
+    # The account moto's server answers in: MOTO_ACCOUNT_ID where it is set, as moto reads it.
+    backend = cloudformation_backends[os.environ.get("MOTO_ACCOUNT_ID", MOTO_ACCOUNT)][REGION]
     (stack,) = [s for s in backend.stacks.values() if s.name == stack_name]
     return stack
 

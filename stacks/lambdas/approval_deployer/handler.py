@@ -576,8 +576,8 @@ def is_transient(error: BaseException) -> bool:
 def try_publish(clients: Clients, settings: Settings, values: Mapping[str, float]) -> None:
     try:
         publish(clients.cloudwatch, settings, values)
-    except Exception:  # noqa: BLE001 - the log line is the last resort
-        LOGGER.exception("Could not publish %s", dict(values))
+    except Exception as error:  # noqa: BLE001 - the log line is the last resort
+        LOGGER.exception("Could not publish %s: %s", dict(values), describe_error(error))
 
 
 def dead_letter(record: Mapping[str, Any], error: BaseException, clients: Clients, settings: Settings) -> bool:
@@ -596,8 +596,9 @@ def dead_letter(record: Mapping[str, Any], error: BaseException, clients: Client
                 "SourceMessageId": {"DataType": "String", "StringValue": message_id or "unknown"},
             },
         )
-    except Exception:  # noqa: BLE001
-        LOGGER.exception("Could not send message %s to the dead-letter queue; it stays in the queue", message_id)
+    except Exception as send_error:  # noqa: BLE001
+        LOGGER.exception("Could not send message %s to the dead-letter queue (%s); it stays in the queue",
+                         message_id, describe_error(send_error))
         return False
     return True
 
