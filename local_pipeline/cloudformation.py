@@ -37,6 +37,8 @@ def default_physical_resource(resource_type: str, name: str, *, account: str, re
     if resource_type == "AWS::SageMaker::ModelPackageGroup":
         arn = f"arn:aws:sagemaker:{region}:{account}:model-package-group/{name}"
         return PhysicalResource(arn, {"ModelPackageGroupArn": arn})
+    if resource_type == "AWS::KMS::Key":
+        return PhysicalResource(name, {"Arn": f"arn:aws:kms:{region}:{account}:key/{name}", "KeyId": name})
     if resource_type == "AWS::Logs::LogGroup":
         return PhysicalResource(name, {"Arn": f"arn:aws:logs:{region}:{account}:log-group:{name}:*"})
     if resource_type == "AWS::Lambda::Function":
