@@ -177,6 +177,8 @@ def provision(config: EnvironmentConfig) -> LocalEnvironment:
         if config.region != "us-east-1":
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": config.region}
         s3.create_bucket(**kwargs)
+    for bucket in (data_bucket, artifacts_bucket):  # versioned, as the foundation's buckets are
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     bundle = build_code_bundle()
     # The CDK names a file asset by its content hash, as here.
     code_bundle_key = f"{bundle.sha256}.tar.gz"

@@ -59,7 +59,8 @@ def packaged_minilm_dir() -> Path:
 def demo_parameters(small: bool) -> dict[str, str]:
     """The execution's parameter overrides: the packaged MiniLM instead of roberta-base (no
     download), all the snippets (they are few and 1 in 5 neutral: no down-sampling), 80/10/10
-    splits, no Feature Store ingestion (moto has no featurestore-runtime)."""
+    splits, no Feature Store ingestion (moto has no featurestore-runtime). The accuracy threshold
+    is the environment's floor (dev: 0.6), which no parameter can lower."""
     return {
         "ModelNameOrPath": str(packaged_minilm_dir()),
         "MaxSeqLength": "64",
@@ -70,7 +71,6 @@ def demo_parameters(small: bool) -> dict[str, str]:
         "Epochs": "1",
         "TrainBatchSize": "16" if small else "32",
         "LearningRate": "0.0002" if small else "0.0001",
-        "MinAccuracy": "0.5" if small else "0.6",
         "IngestIntoFeatureStore": "false",
     }
 

@@ -6,6 +6,12 @@ from __future__ import annotations
 from sagemaker.workflow.execution_variables import ExecutionVariables
 from sagemaker.workflow.functions import Join
 
+# Model artifacts as registered and served, under content-addressed keys
+# (`<prefix>/sha256/<hex digest>/model.tar.gz`). The artifacts bucket's policy lets anyone
+# create an object here only with If-None-Match (never overwrite one) and the pipeline role
+# delete nothing (stacks/components/pipeline_execution_role.py).
+IMMUTABLE_MODELS_PREFIX = "immutable-models"
+
 
 def s3_uri(bucket: str, *keys: str) -> str:
     """A fixed location (the same for every execution)."""

@@ -1,5 +1,6 @@
 """The pipeline's execution parameters: every value a user may override per execution, with
-the environment's defaults from cdk.json."""
+the environment's defaults from cdk.json. What must not change per execution is no parameter:
+the approval status of a registered version, and the accuracy floor (steps/register.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,6 @@ DEFAULT_TRAIN_FRACTION = 0.90
 DEFAULT_VALIDATION_FRACTION = 0.05
 DEFAULT_TEST_FRACTION = 0.05
 DEFAULT_RANDOM_SEED = 42
-DEFAULT_MODEL_APPROVAL_STATUS = "PendingManualApproval"
 RAW_REVIEWS_PREFIX = "reviews/raw/"
 
 
@@ -42,7 +42,6 @@ class PipelineParameters:
     random_seed: ParameterInteger
     ingest_into_feature_store: ParameterString
     min_accuracy: ParameterFloat
-    model_approval_status: ParameterString
 
     def all(self) -> list[Parameter]:
         """In declaration order, which is the order the definition lists them in."""
@@ -81,8 +80,6 @@ def build_parameters(settings: PipelineDefinitionSettings) -> PipelineParameters
         test_fraction=ParameterFloat("TestFraction", default_value=DEFAULT_TEST_FRACTION),
         random_seed=ParameterInteger("RandomSeed", default_value=DEFAULT_RANDOM_SEED),
         ingest_into_feature_store=ParameterString("IngestIntoFeatureStore", default_value="true"),
+        # Raises the accuracy threshold for one run; below the environment's floor it has no effect.
         min_accuracy=ParameterFloat("MinAccuracy", default_value=defaults.min_accuracy),
-        model_approval_status=ParameterString(
-            "ModelApprovalStatus", default_value=DEFAULT_MODEL_APPROVAL_STATUS
-        ),
     )

@@ -15,6 +15,7 @@ from pipeline_definition.steps.evaluate import build_evaluate_step, evaluation_r
 from pipeline_definition.steps.fingerprint import build_fingerprint_step, fingerprint_report, input_fingerprint
 from pipeline_definition.steps.prepare import build_prepare_step
 from pipeline_definition.steps.register import build_condition_step
+from pipeline_definition.steps.seal import build_seal_step, seal_report, sealed_model_data_url
 from pipeline_definition.steps.train import build_train_step
 
 
@@ -23,18 +24,22 @@ def build_pipeline(settings: PipelineDefinitionSettings) -> Pipeline:
     params = build_parameters(settings)
     report = evaluation_report()
     fingerprint = fingerprint_report()
+    sealed = seal_report()
     with telemetry_disabled(), warnings.catch_warnings():
         # Says that a PipelineSession starts no jobs: exactly why it is used here.
         warnings.filterwarnings("ignore", message="Running within a PipelineSession")
         fingerprint_step = build_fingerprint_step(settings, params, fingerprint, session)
         prepare_step = build_prepare_step(settings, params, input_fingerprint(fingerprint_step, fingerprint), session)
         train_step = build_train_step(settings, params, prepare_step, session)
-        evaluate_step = build_evaluate_step(settings, params, prepare_step, train_step, report, session)
-        condition_step = build_condition_step(settings, params, train_step, evaluate_step, report, session)
+        seal_step = build_seal_step(settings, params, train_step, sealed, session)
+        evaluate_step = build_evaluate_step(
+            settings, params, prepare_step, sealed_model_data_url(seal_step, sealed), report, session
+        )
+        condition_step = build_condition_step(settings, params, seal_step, sealed, evaluate_step, report, session)
     return Pipeline(
         name=settings.pipeline_name,
         parameters=params.all(),
-        steps=[fingerprint_step, prepare_step, train_step, evaluate_step, condition_step],
+        steps=[fingerprint_step, prepare_step, train_step, seal_step, evaluate_step, condition_step],
         # No experiment/trial per run: the default config adds them, and they are not needed.
         pipeline_experiment_config=None,
         sagemaker_session=session,

@@ -12,12 +12,19 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CDK_JSON = PROJECT_ROOT / "cdk.json"
 ENVIRONMENTS_CONTEXT_KEY = "environments"
 ENVIRONMENT_NAMES = ("dev", "staging", "prod")
+
+PENDING_MANUAL_APPROVAL = "PendingManualApproval"
+# The only environments whose pipeline may register versions as Approved (and so deploy them
+# with no person in the loop); every other one, staging and prod included, registers them
+# PendingManualApproval.
+SELF_APPROVING_ENVIRONMENTS = ("dev",)
 
 
 class ConfigError(ValueError):
@@ -33,7 +40,8 @@ class FeatureStoreConfig(_Frozen):
 
 
 class PipelineConfig(_Frozen):
-    """Defaults of the training pipeline's parameters; every one can be overridden per execution."""
+    """The training pipeline: defaults of its run-time parameters, and what no run can change
+    (the approval status registration uses; the accuracy floor)."""
 
     processing_instance_type: str = Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
     processing_instance_count: int = Field(ge=1, le=20)
@@ -44,7 +52,12 @@ class PipelineConfig(_Frozen):
     learning_rate: float = Field(gt=0, lt=1)
     train_batch_size: int = Field(ge=1, le=1024)
     max_seq_length: int = Field(ge=8, le=512)
+    # The accuracy floor: a model below it is never registered. A run's MinAccuracy parameter
+    # (default: this value) can raise the threshold, never lower it.
     min_accuracy: float = Field(ge=0, le=1)
+    # What the pipeline registers a model version as; the pipeline role may create versions
+    # with this status only (an IAM condition). Not a run-time parameter.
+    model_approval_status: Literal["PendingManualApproval", "Approved"]
     use_spot_instances: bool = False
     start_execution_after_upsert: bool = False
 
@@ -141,6 +154,25 @@ class EnvironmentConfig(_Frozen):
         if not re.fullmatch(r"[a-z][a-z0-9-]{1,15}", value):
             raise ValueError("must be 2-16 lowercase letters, digits or hyphens")
         return value
+
+    @field_validator("pipeline")
+    @classmethod
+    def _approval_by_a_person_outside_dev(cls, pipeline: PipelineConfig, info: ValidationInfo) -> PipelineConfig:
+        environment = info.data.get("name")
+        status = pipeline.model_approval_status
+        if environment is not None and environment not in SELF_APPROVING_ENVIRONMENTS and status != PENDING_MANUAL_APPROVAL:
+            # Raised as the nested field's own error, so the message names pipeline.model_approval_status.
+            raise ValidationError.from_exception_data(type(pipeline).__name__, [InitErrorDetails(
+                type=PydanticCustomError(
+                    "approval_required",
+                    "{environment} registers model versions as PendingManualApproval only (a person approves "
+                    "every version); only {allowed} may register them as {status}",
+                    {"environment": environment, "allowed": ", ".join(SELF_APPROVING_ENVIRONMENTS), "status": status},
+                ),
+                loc=("model_approval_status",),
+                input=status,
+            )])
+        return pipeline
 
     @property
     def retain_on_delete(self) -> bool:

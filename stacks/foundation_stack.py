@@ -8,6 +8,7 @@ import aws_cdk as cdk
 from constructs import Construct
 
 from pipeline_definition import image_registries
+from pipeline_definition.locations import IMMUTABLE_MODELS_PREFIX
 from stacks.components.approved_model_package_parameter import (
     ApprovedModelPackageParameter,
     ApprovedModelPackageParameterProps,
@@ -20,6 +21,7 @@ from stacks.components.encrypted_buckets import (
     EncryptedBucketsProps,
 )
 from stacks.components.feature_store_query_workgroup import FeatureStoreQueryWorkgroup
+from stacks.components.immutable_model_artifacts import ImmutableModelArtifacts
 from stacks.components.model_registry import ModelRegistry
 from stacks.components.pipeline_execution_role import PipelineExecutionRole, PipelineExecutionRoleProps
 from stacks.components.reviews_feature_store import ReviewsFeatureStore, ReviewsFeatureStoreProps
@@ -69,6 +71,7 @@ class FoundationStack(cdk.Stack):
                 artifacts_bucket=storage.artifacts_bucket,
                 feature_group_name=config.feature_group_name,
                 model_package_group_name=config.model_package_group_name,
+                model_approval_status=config.pipeline.model_approval_status,
                 code_assets_bucket_name=_file_assets_bucket_name(self),
                 image_repositories=image_registries.pipeline_repositories(config.region),
             ),
@@ -83,6 +86,13 @@ class FoundationStack(cdk.Stack):
                 log_retention_days=config.log_retention_days,
                 key=storage.key,
             ),
+        )
+        ImmutableModelArtifacts(
+            self,
+            "ImmutableModelArtifacts",
+            bucket=storage.artifacts_bucket,
+            prefix=IMMUTABLE_MODELS_PREFIX,
+            writer_role=execution_role.role,
         )
         workgroup = FeatureStoreQueryWorkgroup(
             self,

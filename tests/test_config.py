@@ -152,3 +152,47 @@ def test_app_stops_synth_with_the_key_and_no_traceback(tmp_path):
     assert result.returncode == 1
     assert "environments.staging.pipeline.epochs" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("environment", ["staging", "prod"])
+def test_staging_and_prod_register_pending_manual_approval_only(environment):
+    environments = raw_environments()
+    environments[environment]["pipeline"]["model_approval_status"] = "Approved"
+    with pytest.raises(ConfigError) as error:
+        parse_environments(environments)
+    message = str(error.value)
+    assert f"environments.{environment}.pipeline.model_approval_status:" in message
+    assert "PendingManualApproval only" in message
+
+
+def test_an_environment_added_later_needs_a_person_to_approve_too():
+    environments = raw_environments()
+    environments["qa"] = copy.deepcopy(environments["dev"])
+    environments["qa"]["pipeline"]["model_approval_status"] = "Approved"
+    with pytest.raises(ConfigError, match=r"environments\.qa\.pipeline\.model_approval_status: qa registers model "
+                                          r"versions as PendingManualApproval only"):
+        parse_environments(environments, selected="qa")
+
+
+def test_dev_may_register_approved_versions():
+    environments = raw_environments()
+    environments["dev"]["pipeline"]["model_approval_status"] = "Approved"
+    [dev] = parse_environments(environments, selected="dev")
+    assert dev.pipeline.model_approval_status == "Approved"
+
+
+@pytest.mark.parametrize("value", ["Rejected", "approved", None])
+def test_approval_status_is_one_registration_can_use(value):
+    environments = raw_environments()
+    environments["dev"]["pipeline"]["model_approval_status"] = value
+    with pytest.raises(ConfigError, match=r"environments\.dev\.pipeline\.model_approval_status: Input should be "
+                                          r"'PendingManualApproval' or 'Approved'"):
+        parse_environments(environments)
+
+
+def test_every_environment_states_its_approval_status():
+    environments = raw_environments()
+    del environments["prod"]["pipeline"]["model_approval_status"]
+    with pytest.raises(ConfigError, match=r"environments\.prod\.pipeline\.model_approval_status: Field required"):
+        parse_environments(environments)
+    assert {config.pipeline.model_approval_status for config in parse_environments(raw_environments())} == {"PendingManualApproval"}

@@ -167,8 +167,10 @@ def test_pipeline_role_is_named_and_assumed_by_sagemaker(template, config):
 
 
 def test_pipeline_role_holds_no_action_wildcard_and_star_only_where_unavoidable(template_json):
-    for statement in role_statements(template_json, "PipelineExecutionRole"):
-        assert statement["Effect"] == "Allow"
+    statements = role_statements(template_json, "PipelineExecutionRole")
+    # Its only denies (test_model_release_policies.py evaluates them).
+    assert {s["Sid"] for s in statements if s["Effect"] == "Deny"} == {"NeverApproveModelVersions", "NeverDeleteImmutableModels"}
+    for statement in statements:
         actions = as_list(statement["Action"])
         assert not any(action.endswith("*") for action in actions), actions
         if "*" in as_list(statement["Resource"]):

@@ -7,7 +7,7 @@ time; the bundle is already in S3 as a content-addressed CDK asset.
 
 from __future__ import annotations
 
-from sagemaker.processing import ProcessingInput, Processor
+from sagemaker.processing import ProcessingInput, ProcessingOutput, Processor
 
 from pipeline_definition import images, job_encryption
 from pipeline_definition.settings import PipelineDefinitionSettings
@@ -69,4 +69,21 @@ def processor(
         base_job_name=base_job_name,
         env=env,
         sagemaker_session=session,
+    )
+
+
+def run_args(
+    settings: PipelineDefinitionSettings,
+    *,
+    inputs: list[ProcessingInput],
+    outputs: list[ProcessingOutput],
+    arguments: list,
+    **processor_options,
+):
+    """A ProcessingStep's arguments: `processor(settings, **processor_options)` run with
+    `arguments`, the code bundle as its first input, then `inputs`."""
+    return processor(settings, **processor_options).run(
+        inputs=[code_input(settings.deploy_time.code_bundle_s3_uri), *inputs],
+        outputs=outputs,
+        arguments=arguments,
     )

@@ -1,11 +1,13 @@
-"""The evaluate step: score the trained model on the test split and publish evaluation.json,
-which the accuracy condition reads through a PropertyFile."""
+"""The evaluate step: score the sealed model artifact (the copy that registration and serving
+use) on the test split and publish evaluation.json, which the accuracy condition reads through
+a PropertyFile."""
 
 from __future__ import annotations
 
 from sagemaker.processing import ProcessingInput, ProcessingOutput
+from sagemaker.workflow.entities import PipelineVariable
 from sagemaker.workflow.properties import PropertyFile
-from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep
+from sagemaker.workflow.steps import CacheConfig, ProcessingStep
 
 from pipeline_definition.locations import execution_s3_uri
 from pipeline_definition.parameters import PipelineParameters
@@ -37,12 +39,11 @@ def build_evaluate_step(
     settings: PipelineDefinitionSettings,
     params: PipelineParameters,
     prepare_step: ProcessingStep,
-    train_step: TrainingStep,
+    model_data_url: PipelineVariable,
     report: PropertyFile,
     session,
 ) -> ProcessingStep:
-    deploy_time = settings.deploy_time
-    processor = bundled_script.processor(
+    step_args = bundled_script.run_args(
         settings,
         script_name=SCRIPT,
         instance_type=params.processing_instance_type,
@@ -50,28 +51,19 @@ def build_evaluate_step(
         instance_count=1,
         base_job_name="evaluate-review-classifier",
         session=session,
-    )
-    step_args = processor.run(
         inputs=[
-            bundled_script.code_input(deploy_time.code_bundle_s3_uri),
-            ProcessingInput(
-                input_name="model",
-                source=train_step.properties.ModelArtifacts.S3ModelArtifacts,
-                destination=MODEL_DIR,
-            ),
+            ProcessingInput(input_name="model", source=model_data_url, destination=MODEL_DIR),
             ProcessingInput(
                 input_name="test",
                 source=prepare_step.properties.ProcessingOutputConfig.Outputs["test"].S3Output.S3Uri,
                 destination=TEST_DATA_DIR,
             ),
         ],
-        outputs=[
-            ProcessingOutput(
-                output_name=OUTPUT_NAME,
-                source=OUTPUT_DIR,
-                destination=execution_s3_uri(deploy_time.artifacts_bucket_name, "evaluation"),
-            )
-        ],
+        outputs=[ProcessingOutput(
+            output_name=OUTPUT_NAME,
+            source=OUTPUT_DIR,
+            destination=execution_s3_uri(settings.deploy_time.artifacts_bucket_name, "evaluation"),
+        )],
         arguments=evaluate_arguments(),
     )
     return ProcessingStep(
@@ -79,6 +71,7 @@ def build_evaluate_step(
         description="Score the trained model on the test split; write evaluation.json",
         step_args=step_args,
         property_files=[report],
-        # Its inputs name the model artifact, so a cached training run gives a cache hit here too.
+        # Its inputs name the sealed artifact by its content digest, so the same trained bytes
+        # give a cache hit here.
         cache_config=CacheConfig(enable_caching=True, expire_after=settings.cache_expire_after),
     )

@@ -28,6 +28,9 @@ class PipelineExecutionRoleProps:
     artifacts_bucket: s3.IBucket
     feature_group_name: str
     model_package_group_name: str
+    # The only approval status the role may register a model version with (the environment's
+    # config; PendingManualApproval outside dev).
+    model_approval_status: str
     code_assets_bucket_name: str
     # What the jobs, their Debugger/Profiler rule evaluators and the pipeline's model run from:
     # `image_registries.pipeline_repositories(region)`.
@@ -118,13 +121,21 @@ class PipelineExecutionRole(Construct):
                 "the prefix is as narrow as the service allows.",
             ))
 
-        # --- SageMaker: register model versions into this environment's model package group.
+        # --- SageMaker: register model versions into this environment's model package group,
+        # with the environment's approval status only: a run, or code in any of its jobs, cannot
+        # register a version as Approved where a person must approve it. The condition key is
+        # the status in the CreateModelPackage request; a request without one matches nothing.
         group_arn = self._sagemaker_arn("model-package-group", props.model_package_group_name)
         package_arns = self._sagemaker_arn("model-package", f"{props.model_package_group_name}/*")
         allow(
             "RegisterModelVersions",
+            ["sagemaker:CreateModelPackage"],
+            [group_arn, package_arns],
+            {"StringEquals": {"sagemaker:ModelApprovalStatus": props.model_approval_status}},
+        )
+        allow(
+            "ReadModelVersions",
             [
-                "sagemaker:CreateModelPackage",
                 "sagemaker:DescribeModelPackage",
                 "sagemaker:DescribeModelPackageGroup",
                 "sagemaker:ListModelPackages",
@@ -132,6 +143,13 @@ class PipelineExecutionRole(Construct):
             ],
             [group_arn, package_arns],
         )
+        # Approving is a person's decision: never this role's, whatever else it is granted later.
+        self.role.add_to_policy(iam.PolicyStatement(
+            sid="NeverApproveModelVersions",
+            effect=iam.Effect.DENY,
+            actions=["sagemaker:UpdateModelPackage"],
+            resources=[group_arn, package_arns],
+        ))
         wildcards.append((
             f"Resource::arn:<AWS::Partition>:sagemaker:{stack.region}:{stack.account}:model-package/{props.model_package_group_name}/*",
             "Model versions of the environment's own model package group; version numbers are "

@@ -11,5 +11,5 @@ def tiny_training_parameters(model_dir: Path, **overrides: str) -> dict[str, str
         "ModelNameOrPath": str(model_dir), "MaxSeqLength": "32", "BalanceDataset": "false",
         "TrainFraction": "0.6", "ValidationFraction": "0.2", "TestFraction": "0.2",
         "Epochs": "8", "LearningRate": "0.003", "TrainBatchSize": "16",
-        "MinAccuracy": "0.5", "IngestIntoFeatureStore": "false", **overrides,
+        "IngestIntoFeatureStore": "false", **overrides,
     }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -22,7 +23,8 @@ from local_run_support import tiny_training_parameters
 
 pytestmark = pytest.mark.slow
 
-STEP_ORDER = ["FingerprintInput", "PrepareReviews", "TrainModel", "EvaluateModel", "CheckAccuracy", "Register-RegisterModel", "Create-CreateModel"]
+STEP_ORDER = ["FingerprintInput", "PrepareReviews", "TrainModel", "SealModelArtifact", "EvaluateModel", "CheckAccuracy",
+              "CheckNotYetRegistered", "Register-RegisterModel", "Create-CreateModel"]
 
 
 class LocalPipeline:
@@ -90,6 +92,7 @@ def test_every_step_of_the_definition_runs_in_order(baseline):
     assert [record.name for record in baseline.steps] == STEP_ORDER
     assert all(record.status == "Succeeded" and record.end_time >= record.start_time for record in baseline.steps)
     assert baseline.step("CheckAccuracy").metadata == {"Condition": {"Outcome": "True"}}
+    assert baseline.step("CheckNotYetRegistered").metadata == {"Condition": {"Outcome": "True"}}
 
 
 def test_execution_and_step_reports_have_the_services_response_shapes(baseline):
@@ -100,19 +103,63 @@ def test_execution_and_step_reports_have_the_services_response_shapes(baseline):
         assert not report.has_errors(), report.generate_report()
 
 
-def test_the_registered_package_points_at_the_trained_artifact_and_its_evaluation(local_pipeline, baseline):
+def test_the_registered_package_points_at_the_sealed_artifact_and_its_evaluation(local_pipeline, baseline):
     package_arn = baseline.step_properties["Register-RegisterModel"]["ModelPackageArn"]
     package = local_pipeline.sagemaker.describe_model_package(ModelPackageName=package_arn)
-    artifact = baseline.step_properties["TrainModel"]["ModelArtifacts"]["S3ModelArtifacts"]
+    trained = baseline.step_properties["TrainModel"]["ModelArtifacts"]["S3ModelArtifacts"]
+    digest = hashlib.sha256(_read(local_pipeline, trained)).hexdigest()
+    sealed = f"s3://{local_pipeline.environment.artifacts_bucket}/immutable-models/sha256/{digest}/model.tar.gz"
     assert package["ModelApprovalStatus"] == "PendingManualApproval"
-    assert package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == artifact
+    assert package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == sealed
+    assert _read(local_pipeline, sealed) == _read(local_pipeline, trained)
+    evaluated = baseline.step_properties["EvaluateModel"]["ProcessingInputs"]
+    assert next(item for item in evaluated if item["InputName"] == "model")["S3Input"]["S3Uri"] == sealed
     evaluation_uri = package["ModelMetrics"]["ModelQuality"]["Statistics"]["S3Uri"]
     evaluation = local_aws_json(local_pipeline, evaluation_uri)
-    assert 0.5 <= evaluation["multiclass_classification_metrics"]["accuracy"]["value"] <= 1.0
-    bucket, _, key = artifact[len("s3://"):].partition("/")
-    assert local_pipeline.s3.head_object(Bucket=bucket, Key=key)["ContentLength"] > 0
+    assert 0.6 <= evaluation["multiclass_classification_metrics"]["accuracy"]["value"] <= 1.0
     model_name = baseline.step_properties["Create-CreateModel"]["ModelName"]
-    assert local_pipeline.sagemaker.describe_model(ModelName=model_name)["PrimaryContainer"]["ModelDataUrl"] == artifact
+    assert local_pipeline.sagemaker.describe_model(ModelName=model_name)["PrimaryContainer"]["ModelDataUrl"] == sealed
+
+
+def _read(pipeline: "LocalPipeline", uri: str) -> bytes:
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    return pipeline.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
+def _sealed_key(baseline: ExecutionResult) -> tuple[str, str]:
+    evaluated = baseline.step_properties["EvaluateModel"]["ProcessingInputs"]
+    uri = next(item for item in evaluated if item["InputName"] == "model")["S3Input"]["S3Uri"]
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    return bucket, key
+
+
+def test_the_pipeline_role_cannot_delete_the_sealed_artifact(local_pipeline, baseline):
+    from botocore.exceptions import ClientError
+
+    bucket, key = _sealed_key(baseline)
+    version = local_pipeline.s3.head_object(Bucket=bucket, Key=key)["VersionId"]
+    for extra in ({}, {"VersionId": version}):
+        with pytest.raises(ClientError, match="AccessDenied"):
+            local_pipeline.s3.delete_object(Bucket=bucket, Key=key, **extra)
+    # A conditional write, the only kind the bucket policy lets through there, cannot replace it.
+    with pytest.raises(ClientError, match="PreconditionFailed"):
+        local_pipeline.s3.put_object(Bucket=bucket, Key=key, Body=b"other code/inference.py", IfNoneMatch="*")
+    assert hashlib.sha256(local_pipeline.s3.get_object(Bucket=bucket, Key=key)["Body"].read()).hexdigest() in key
+
+
+def test_a_rerun_of_the_same_trained_artifact_registers_no_second_version(local_pipeline, baseline):
+    group = local_pipeline.config.model_package_group_name
+    before = local_pipeline.sagemaker.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
+    # What a re-run with prepare and train cached gets: their results from the earlier execution.
+    cached = dataclasses.replace(baseline, step_properties={name: baseline.step_properties[name]
+                                                            for name in ("PrepareReviews", "TrainModel")})
+    rerun = frozenset({"SealModelArtifact", "EvaluateModel", "CheckAccuracy", "CheckNotYetRegistered"})
+    result = local_pipeline.run(local_pipeline.definition, SelectiveExecution(cached, rerun))
+    assert result.status == "Succeeded", result.failure_reason
+    assert [record.name for record in result.steps] == ["SealModelArtifact", "EvaluateModel", "CheckAccuracy", "CheckNotYetRegistered"]
+    assert result.step("CheckNotYetRegistered").metadata == {"Condition": {"Outcome": "False"}}
+    after = local_pipeline.sagemaker.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
+    assert after == before
 
 
 def local_aws_json(pipeline: "LocalPipeline", uri: str):
@@ -139,7 +186,15 @@ def _only(result: ExecutionResult, step: str) -> None:
 
 
 def _step(definition: dict, name: str) -> dict:
-    return next(step for step in definition["Steps"] if step["Name"] == name)
+    """The step `name`, inside condition branches too."""
+    pending = list(definition["Steps"])
+    while pending:
+        step = pending.pop(0)
+        if step["Name"] == name:
+            return step
+        if step["Type"] == "Condition":
+            pending += [*step["Arguments"].get("IfSteps", []), *step["Arguments"].get("ElseSteps", [])]
+    raise KeyError(name)
 
 
 def test_a_wrong_json_get_path_fails_the_condition_step(local_pipeline, baseline):
@@ -183,10 +238,24 @@ def test_below_the_threshold_the_fail_step_ends_the_run_and_nothing_is_registere
     result = local_pipeline.run(local_pipeline.definition, SelectiveExecution(baseline, frozenset({"CheckAccuracy"})),
                                 MinAccuracy="1.01")
     assert result.status == "Failed"
-    assert [record.name for record in result.steps] == ["CheckAccuracy", "AccuracyBelowThreshold"]
+    assert [record.name for record in result.steps] == ["CheckAccuracy", "CheckAccuracyFloor", "AccuracyBelowThreshold"]
     assert result.step("CheckAccuracy").metadata == {"Condition": {"Outcome": "False"}}
     assert result.failure_reason.startswith("Evaluated accuracy ")
     assert result.failure_reason.endswith("is below the minimum accuracy 1.01")
+
+
+def test_a_min_accuracy_below_the_floor_does_not_lower_it(local_pipeline, baseline):
+    # The same definition in an environment whose floor the model misses (a stricter cdk.json).
+    stricter = json.loads(json.dumps(local_pipeline.definition).replace("dev's accuracy floor 0.6", "dev's accuracy floor 1.01"))
+    for name in ("CheckAccuracy", "CheckAccuracyFloor"):
+        for condition in _step(stricter, name)["Arguments"]["Conditions"]:
+            if condition["RightValue"] == local_pipeline.config.pipeline.min_accuracy:
+                condition["RightValue"] = 1.01
+    result = local_pipeline.run(stricter, SelectiveExecution(baseline, frozenset({"CheckAccuracy"})), MinAccuracy="0")
+    assert result.status == "Failed"
+    assert [record.name for record in result.steps] == ["CheckAccuracy", "CheckAccuracyFloor", "AccuracyBelowFloor"]
+    assert result.failure_reason.startswith("Evaluated accuracy ")
+    assert result.failure_reason.endswith("is below dev's accuracy floor 1.01")
 
 
 def test_a_step_whose_role_lacks_the_permission_fails_with_access_denied(local_pipeline, baseline):
@@ -199,8 +268,8 @@ def test_a_step_whose_role_lacks_the_permission_fails_with_access_denied(local_p
 
 def test_a_job_whose_role_cannot_read_its_inputs_fails_before_it_starts(local_pipeline, baseline):
     with local_pipeline.pipeline_role_without("ReadWriteProjectObjects"):
-        result = local_pipeline.run(local_pipeline.definition, SelectiveExecution(baseline, frozenset({"EvaluateModel"})))
-    _only(result, "EvaluateModel")
+        result = local_pipeline.run(local_pipeline.definition, SelectiveExecution(baseline, frozenset({"SealModelArtifact"})))
+    _only(result, "SealModelArtifact")
     assert "AccessDenied when the job's role tried to read s3://review-classifier-dev-" in result.failure_reason
 
 

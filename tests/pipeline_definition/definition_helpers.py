@@ -16,13 +16,14 @@ def generated_definition_text(environment: str) -> str:
 
 
 def all_steps(definition: dict) -> list[dict]:
-    """Every step, including those inside condition branches."""
+    """Every step, including those inside condition branches (nested ones too)."""
     steps = []
-    for step in definition["Steps"]:
+    pending = list(definition["Steps"])
+    while pending:
+        step = pending.pop(0)
         steps.append(step)
         if step["Type"] == "Condition":
-            steps.extend(step["Arguments"].get("IfSteps", []))
-            steps.extend(step["Arguments"].get("ElseSteps", []))
+            pending[:0] = [*step["Arguments"].get("IfSteps", []), *step["Arguments"].get("ElseSteps", [])]
     return steps
 
 

@@ -13,7 +13,8 @@ from definition_helpers import all_steps, step_named
 import evaluate as evaluate_script  # container_code/, on sys.path via tests/conftest.py
 import fingerprint_input as fingerprint_script
 import reviews
-from pipeline_definition.steps import evaluate, fingerprint, prepare, register, train
+from pipeline_definition.locations import IMMUTABLE_MODELS_PREFIX
+from pipeline_definition.steps import evaluate, fingerprint, prepare, register, seal, train
 
 EXPECTED_PARAMETERS = {
     "InputDataS3Uri": "String",
@@ -33,7 +34,6 @@ EXPECTED_PARAMETERS = {
     "RandomSeed": "Integer",
     "IngestIntoFeatureStore": "String",
     "MinAccuracy": "Float",
-    "ModelApprovalStatus": "String",
 }
 
 
@@ -63,24 +63,35 @@ def test_parameters_and_their_environment_defaults(definition, environment_name)
     assert parameters["TrainingInstanceType"]["DefaultValue"] == config.training_instance_type
     assert parameters["ProcessingInstanceCount"]["DefaultValue"] == config.processing_instance_count
     assert parameters["MinAccuracy"]["DefaultValue"] == config.min_accuracy
-    assert parameters["ModelApprovalStatus"]["DefaultValue"] == "PendingManualApproval"
     assert parameters["InputDataS3Uri"]["DefaultValue"] == "s3://${DataBucketName}/reviews/raw/"
 
 
-def test_steps_run_fingerprint_prepare_train_evaluate_then_the_accuracy_gate(dev_definition):
+def _branches(step: dict) -> tuple[list, list]:
+    arguments = step["Arguments"]
+    return ([(s["Name"], s["Type"]) for s in arguments["IfSteps"]], [(s["Name"], s["Type"]) for s in arguments["ElseSteps"]])
+
+
+def test_steps_run_fingerprint_prepare_train_seal_evaluate_then_the_accuracy_gate(dev_definition):
     assert [(s["Name"], s["Type"]) for s in dev_definition["Steps"]] == [
         (fingerprint.STEP_NAME, "Processing"),
         (prepare.STEP_NAME, "Processing"),
         (train.STEP_NAME, "Training"),
+        (seal.STEP_NAME, "Processing"),
         (evaluate.STEP_NAME, "Processing"),
         (register.CONDITION_STEP_NAME, "Condition"),
     ]
-    condition = step_named(dev_definition, register.CONDITION_STEP_NAME)["Arguments"]
-    assert [(s["Name"], s["Type"]) for s in condition["IfSteps"]] == [
-        ("Register-RegisterModel", "RegisterModel"),
-        ("Create-CreateModel", "Model"),
-    ]
-    assert [(s["Name"], s["Type"]) for s in condition["ElseSteps"]] == [(register.FAIL_STEP_NAME, "Fail")]
+    assert _branches(step_named(dev_definition, register.CONDITION_STEP_NAME)) == (
+        [(register.NOT_REGISTERED_CONDITION_STEP_NAME, "Condition")],
+        [(register.FLOOR_CONDITION_STEP_NAME, "Condition")],
+    )
+    assert _branches(step_named(dev_definition, register.NOT_REGISTERED_CONDITION_STEP_NAME)) == (
+        [("Register-RegisterModel", "RegisterModel"), ("Create-CreateModel", "Model")],
+        [],
+    )
+    assert _branches(step_named(dev_definition, register.FLOOR_CONDITION_STEP_NAME)) == (
+        [(register.FAIL_STEP_NAME, "Fail")],
+        [(register.FLOOR_FAIL_STEP_NAME, "Fail")],
+    )
 
 
 def test_each_step_reads_the_outputs_of_the_one_before(dev_definition):
@@ -91,11 +102,19 @@ def test_each_step_reads_the_outputs_of_the_one_before(dev_definition):
         split: {"Get": f"Steps.PrepareReviews.ProcessingOutputConfig.Outputs['{split}'].S3Output.S3Uri"}
         for split in ("train", "validation")
     }
+    seal_inputs = {i["InputName"]: i["S3Input"] for i in step_named(dev_definition, seal.STEP_NAME)["Arguments"]["ProcessingInputs"]}
+    assert seal_inputs["model"]["S3Uri"] == {"Get": "Steps.TrainModel.ModelArtifacts.S3ModelArtifacts"}
+    # Evaluation, registration and the SageMaker model all read the sealed copy: what was
+    # evaluated is what is registered and served.
+    sealed = {"Std:JsonGet": {"Path": "model_data_url", "PropertyFile": {"Get": "Steps.SealModelArtifact.PropertyFiles.SealReport"}}}
     evaluate_inputs = {i["InputName"]: i["S3Input"] for i in step_named(dev_definition, evaluate.STEP_NAME)["Arguments"]["ProcessingInputs"]}
-    assert evaluate_inputs["model"]["S3Uri"] == {"Get": "Steps.TrainModel.ModelArtifacts.S3ModelArtifacts"}
+    assert evaluate_inputs["model"]["S3Uri"] == sealed
     assert evaluate_inputs["test"]["S3Uri"] == {"Get": "Steps.PrepareReviews.ProcessingOutputConfig.Outputs['test'].S3Output.S3Uri"}
     register_step = step_named(dev_definition, "Register-RegisterModel")["Arguments"]
-    assert register_step["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == {"Get": "Steps.TrainModel.ModelArtifacts.S3ModelArtifacts"}
+    assert register_step["InferenceSpecification"]["Containers"][0]["ModelDataUrl"] == sealed
+    create_step = step_named(dev_definition, "Create-CreateModel")["Arguments"]
+    assert create_step["PrimaryContainer"]["ModelDataUrl"] == sealed
+    assert "S3ModelArtifacts" not in json.dumps([register_step, create_step, evaluate_inputs])
     assert "DependsOn" not in json.dumps(dev_definition)
 
 
@@ -209,7 +228,7 @@ def test_property_file_path_reads_the_accuracy_evaluate_py_writes(dev_definition
     [property_file] = evaluate_step["PropertyFiles"]
     assert property_file == {"PropertyFileName": "EvaluationReport", "OutputName": "evaluation", "FilePath": "evaluation.json"}
     assert evaluate_script.EVALUATION_FILE == property_file["FilePath"]
-    condition = step_named(dev_definition, register.CONDITION_STEP_NAME)["Arguments"]["Conditions"][0]
+    condition = step_named(dev_definition, register.CONDITION_STEP_NAME)["Arguments"]["Conditions"][1]
     assert condition["Type"] == "GreaterThanOrEqualTo"
     assert condition["RightValue"] == {"Get": "Parameters.MinAccuracy"}
     json_get = condition["LeftValue"]["Std:JsonGet"]
@@ -325,7 +344,8 @@ def test_registration_declares_content_types_metrics_and_approval(definition, en
     assert "-cpu-" in spec["Containers"][0]["Image"]
     assert spec["Containers"][0]["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
     assert spec["Containers"][0]["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
-    assert arguments["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
+    # The environment's status as a literal of the definition: no run can choose another.
+    assert arguments["ModelApprovalStatus"] == config.pipeline.model_approval_status
     assert arguments["ModelPackageGroupName"] == "${ModelPackageGroupName}"
     statistics = arguments["ModelMetrics"]["ModelQuality"]["Statistics"]
     assert statistics["ContentType"] == "application/json"
@@ -336,16 +356,68 @@ def test_registration_declares_content_types_metrics_and_approval(definition, en
     assert create["PrimaryContainer"]["Image"] == spec["Containers"][0]["Image"]
 
 
-def test_fail_step_states_accuracy_and_threshold(dev_definition):
-    message = step_named(dev_definition, register.FAIL_STEP_NAME)["Arguments"]["ErrorMessage"]["Std:Join"]
-    assert message["On"] == " "
-    values = message["Values"]
-    assert {"Get": "Parameters.MinAccuracy"} in values
-    assert any(isinstance(v, dict) and v.get("Std:JsonGet", {}).get("Path") == evaluate.ACCURACY_JSON_PATH for v in values)
+def _accuracy(value) -> bool:
+    return isinstance(value, dict) and value.get("Std:JsonGet", {}).get("Path") == evaluate.ACCURACY_JSON_PATH
+
+
+def test_the_gate_holds_the_environments_floor_whatever_min_accuracy_a_run_sets(definition, environment_name):
+    from stacks.config import load_environment
+
+    floor = load_environment(environment_name).pipeline.min_accuracy
+    conditions = step_named(definition, register.CONDITION_STEP_NAME)["Arguments"]["Conditions"]
+    # Every condition must hold: the constant floor, then the run's MinAccuracy (only a raise).
+    assert [(c["Type"], _accuracy(c["LeftValue"]), c["RightValue"]) for c in conditions] == [
+        ("GreaterThanOrEqualTo", True, floor),
+        ("GreaterThanOrEqualTo", True, {"Get": "Parameters.MinAccuracy"}),
+    ]
+    which = step_named(definition, register.FLOOR_CONDITION_STEP_NAME)["Arguments"]["Conditions"]
+    assert [(c["Type"], _accuracy(c["LeftValue"]), c["RightValue"]) for c in which] == [("GreaterThanOrEqualTo", True, floor)]
+
+
+def test_each_fail_step_states_the_accuracy_and_the_threshold_it_missed(definition, environment_name):
+    from stacks.config import load_environment
+
+    floor = load_environment(environment_name).pipeline.min_accuracy
+    below_min = step_named(definition, register.FAIL_STEP_NAME)["Arguments"]["ErrorMessage"]["Std:Join"]
+    assert below_min["On"] == " "
+    assert below_min["Values"][0] == "Evaluated accuracy" and _accuracy(below_min["Values"][1])
+    assert below_min["Values"][2:] == ["is below the minimum accuracy", {"Get": "Parameters.MinAccuracy"}]
+    below_floor = step_named(definition, register.FLOOR_FAIL_STEP_NAME)["Arguments"]["ErrorMessage"]["Std:Join"]
+    assert below_floor["Values"][0] == "Evaluated accuracy" and _accuracy(below_floor["Values"][1])
+    assert below_floor["Values"][2:] == [f"is below {environment_name}'s accuracy floor {floor}"]
+
+
+def test_an_artifact_already_in_the_registry_is_not_registered_again(dev_definition):
+    condition = step_named(dev_definition, register.NOT_REGISTERED_CONDITION_STEP_NAME)["Arguments"]["Conditions"]
+    assert condition == [{
+        "Type": "Equals",
+        "LeftValue": {"Std:JsonGet": {"Path": "registered_versions",
+                                      "PropertyFile": {"Get": "Steps.SealModelArtifact.PropertyFiles.SealReport"}}},
+        "RightValue": 0,
+    }]
+
+
+def test_seal_arguments_are_the_ones_seal_model_py_accepts(dev_definition):
+    import seal_model
+
+    arguments = step_named(dev_definition, seal.STEP_NAME)["Arguments"]
+    parsed = seal_model.build_parser().parse_args(arguments["AppSpecification"]["ContainerArguments"])
+    inputs = {i["InputName"]: i["S3Input"]["LocalPath"] for i in arguments["ProcessingInputs"]}
+    assert parsed.model_archive == inputs["model"]
+    assert (parsed.bucket, parsed.prefix) == ("${ArtifactsBucketName}", IMMUTABLE_MODELS_PREFIX)
+    assert parsed.model_package_group == "${ModelPackageGroupName}"
+    [output] = arguments["ProcessingOutputConfig"]["Outputs"]
+    assert output["S3Output"]["LocalPath"] == parsed.output_dir
+    assert step_named(dev_definition, seal.STEP_NAME)["PropertyFiles"] == [
+        {"PropertyFileName": "SealReport", "OutputName": output["OutputName"], "FilePath": seal_model.REPORT_FILE}
+    ]
+    # The script answers the registry question anew on every run.
+    assert "CacheConfig" not in step_named(dev_definition, seal.STEP_NAME)
 
 
 def test_processing_steps_run_their_script_from_the_code_bundle(dev_definition):
-    for name, script in ((fingerprint.STEP_NAME, "fingerprint_input.py"), (prepare.STEP_NAME, "prepare.py"), (evaluate.STEP_NAME, "evaluate.py")):
+    for name, script in ((fingerprint.STEP_NAME, "fingerprint_input.py"), (prepare.STEP_NAME, "prepare.py"),
+                         (seal.STEP_NAME, "seal_model.py"), (evaluate.STEP_NAME, "evaluate.py")):
         arguments = step_named(dev_definition, name)["Arguments"]
         entrypoint = arguments["AppSpecification"]["ContainerEntrypoint"]
         assert entrypoint[:2] == ["bash", "-c"] and entrypoint[-1] == script

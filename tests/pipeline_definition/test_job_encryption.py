@@ -11,11 +11,11 @@ from definition_helpers import all_steps, step_named
 from sagemaker.utils import instance_supports_kms
 
 from pipeline_definition import PipelineDefinitionSettings, definition_json, job_encryption
-from pipeline_definition.steps import evaluate, prepare, register, train
+from pipeline_definition.steps import evaluate, fingerprint, prepare, register, seal, train
 from stacks.config import load_environment
 
 KEY_PLACEHOLDER = "${DataKeyArn}"
-PROCESSING_STEPS = (prepare.STEP_NAME, evaluate.STEP_NAME)
+PROCESSING_STEPS = (fingerprint.STEP_NAME, prepare.STEP_NAME, seal.STEP_NAME, evaluate.STEP_NAME)
 
 
 def definition_with(environment: str, **pipeline_defaults) -> dict:

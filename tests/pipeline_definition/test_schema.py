@@ -3,7 +3,7 @@
 
 The schema (last changed 2025-04-03) lags the service and the SDK: it has no Std:Join or
 Std:JsonGet as argument values, no PropertyFiles, no ProfilerConfig, no ModelApprovalStatus
-and no step-property ModelDataUrl, all of which the requirements need. So the test validates
+and no run-time ModelDataUrl, all of which the requirements need. So the test validates
 twice: strictly, where every error must be one of the documented gaps below (a new kind of
 error fails), and against the schema extended with exactly those gaps, which must pass. A gap
 that no longer occurs fails too, so the list shrinks when the schema catches up.
@@ -54,7 +54,8 @@ KNOWN_GAPS = (
     SchemaGap("ProfilerConfig and ProfilerRuleConfigurations on a training step", "TrainingStep", ("ProfilerConfig",)),
     SchemaGap("Environment of a registered model's container (SAGEMAKER_PROGRAM...)", "RegisterModelStep", ("Environment",)),
     SchemaGap("ModelApprovalStatus and SkipModelValidation of a registered model", "RegisterModelStep", ("ModelApprovalStatus",)),
-    SchemaGap("a step property (Get) as a model's ModelDataUrl", "ContainerDefinition", ("ModelDataUrl",)),
+    SchemaGap("a property-file value (Std:JsonGet of the seal report) as a model's ModelDataUrl",
+              "ContainerDefinition", ("ModelDataUrl",)),
 )
 
 
@@ -85,7 +86,7 @@ def _extended_schema(schema: dict) -> dict:
     register_args["ModelApprovalStatus"] = {"$ref": "#/definitions/StringArgumentValue"}
     register_args["SkipModelValidation"] = {"type": "string", "enum": ["All", "None"]}
     definitions["ContainerDefinition"]["properties"]["ModelDataUrl"] = {
-        "oneOf": [definitions["ContainerDefinition"]["properties"]["ModelDataUrl"], {"$ref": "#/definitions/GetFunction"}]
+        "oneOf": [definitions["ContainerDefinition"]["properties"]["ModelDataUrl"], function]
     }
     return extended
 
@@ -120,7 +121,7 @@ def _gap_of(error: jsonschema.ValidationError) -> SchemaGap | None:
         for gap in KNOWN_GAPS[1:]:
             if gap.path_suffix[0] in unexpected:
                 return gap
-    if path and path[-1] == "ModelDataUrl" and isinstance(error.instance, dict) and "Get" in error.instance:
+    if path and path[-1] == "ModelDataUrl" and _is_function(error.instance):
         return KNOWN_GAPS[-1]
     return None
 

@@ -15,7 +15,7 @@ from definition_helpers import step_named
 import fingerprint_input
 from local_pipeline.expressions import EvaluationContext, evaluate
 from pipeline_definition.steps import evaluate as evaluate_step
-from pipeline_definition.steps import fingerprint, prepare, train
+from pipeline_definition.steps import fingerprint, prepare, seal, train
 
 CACHE_KEY_ATTRIBUTES = {
     "Processing": ("AppSpecification", "Environment", "ProcessingInputs"),
@@ -42,12 +42,22 @@ def objects(*changes: tuple[str, str, int, str]) -> list[fingerprint_input.Input
 def context(definition: dict, execution_id: str, listed: list, step_properties: dict | None = None) -> EvaluationContext:
     parameters = {p["Name"]: p["DefaultValue"] for p in definition["Parameters"]}
     report = fingerprint_input.fingerprint(listed, RAW_URI)
-    return EvaluationContext(
+    run = EvaluationContext(
         parameters=parameters,
         execution_variables={"PipelineExecutionId": execution_id, "StartDateTime": f"2026-12-01T0{len(execution_id) % 10}:00:00Z"},
-        step_properties={fingerprint.STEP_NAME: {}, **(step_properties or {})},
-        read_property_file=lambda step, name: report,
+        step_properties={fingerprint.STEP_NAME: {}, seal.STEP_NAME: {}, **(step_properties or {})},
     )
+
+    def read_property_file(step: str, name: str) -> dict:
+        if step != seal.STEP_NAME:
+            return report
+        # The sealed copy's key is the artifact's content hash; a stand-in: the hash of its URL.
+        artifact = run.step_properties[train.STEP_NAME]["ModelArtifacts"]["S3ModelArtifacts"]
+        digest = hashlib.sha256(artifact.encode()).hexdigest()
+        return {"model_data_url": f"s3://artifacts/immutable-models/sha256/{digest}/model.tar.gz", "registered_versions": 0}
+
+    run.read_property_file = read_property_file
+    return run
 
 
 def cache_key(definition: dict, step_name: str, run: EvaluationContext) -> str:
