@@ -153,10 +153,12 @@ def test_a_rerun_of_the_same_trained_artifact_registers_no_second_version(local_
     # What a re-run with prepare and train cached gets: their results from the earlier execution.
     cached = dataclasses.replace(baseline, step_properties={name: baseline.step_properties[name]
                                                             for name in ("PrepareReviews", "TrainModel")})
-    rerun = frozenset({"SealModelArtifact", "EvaluateModel", "CheckAccuracy", "CheckNotYetRegistered"})
+    # FingerprintInput and SealModelArtifact are never cached: they run on every execution.
+    rerun = frozenset({"FingerprintInput", "SealModelArtifact", "EvaluateModel", "CheckAccuracy", "CheckNotYetRegistered"})
     result = local_pipeline.run(local_pipeline.definition, SelectiveExecution(cached, rerun))
     assert result.status == "Succeeded", result.failure_reason
-    assert [record.name for record in result.steps] == ["SealModelArtifact", "EvaluateModel", "CheckAccuracy", "CheckNotYetRegistered"]
+    assert [record.name for record in result.steps] == [
+        "FingerprintInput", "SealModelArtifact", "EvaluateModel", "CheckAccuracy", "CheckNotYetRegistered"]
     assert result.step("CheckNotYetRegistered").metadata == {"Condition": {"Outcome": "False"}}
     after = local_pipeline.sagemaker.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
     assert after == before
