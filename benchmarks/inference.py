@@ -1,9 +1,11 @@
 """Time of one request to the local endpoint (the HuggingFace inference toolkit's model server
 over HTTP, in the inference parity environment: HTTP, JSON parsing, tokenization, forward pass,
 serialization) next to the bare model forward pass in this process on the same, already
-tokenized reviews, at batch sizes 1 and 32; prints figures, asserts nothing.
+tokenized reviews, at batch sizes 1 and 32; and, first, what tokenizing a 1 MB single-word
+review costs whole (as predict_fn did) and capped at max_seq_length x 32 characters (as it does
+now), CPU time and peak memory, each in a fresh process. Prints figures, asserts nothing.
 
-    .venv/bin/python benchmarks/inference.py [--model-name-or-path DIR] [--repetitions 30]
+    .venv/bin/python benchmarks/inference.py [--model-name-or-path DIR] [--repetitions 30] [--long-review-only]
 
 The model is the packaged MiniLM-L6 with a fresh classification head (its accuracy does not
 matter for timing), saved as a deployable artifact. Both measurements alternate within one
@@ -16,10 +18,12 @@ import argparse
 import contextlib
 import csv
 import json
+import multiprocessing
 import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +55,42 @@ def build_artifact(model_name_or_path: str, destination: Path, max_seq_length: i
     return destination
 
 
+LONG_REVIEW = "great" * 200_000  # 1 MB, one word
+
+
+def _memory_kib(field: str) -> int:
+    """VmRSS (now) or VmHWM (peak) of this process, from /proc/self/status."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise LookupError(field)
+
+
+def _tokenizing_cost(model_dir: str, text: str, max_seq_length: int) -> tuple[float, float, float]:
+    """(CPU s, wall s, peak resident memory above the resident memory before, MB) of tokenizing
+    `text` as predict_fn does, in this process (Linux)."""
+    tokenizer = model_io.load_tokenizer(model_dir)
+    kwargs = reviews.TokenizationSettings(max_seq_length).tokenizer_kwargs(pad_to_max_length=False)
+    tokenizer(["warm up"], return_tensors="pt", **kwargs)
+    Path("/proc/self/clear_refs").write_text("5")  # resets the peak (VmHWM) to the current size
+    resident_before = _memory_kib("VmRSS")
+    cpu, wall = time.process_time(), time.perf_counter()
+    tokenizer([text], return_tensors="pt", **kwargs)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    return cpu, wall, (_memory_kib("VmHWM") - resident_before) / 1024
+
+
+def print_long_review_cost(model_dir: Path, max_seq_length: int) -> None:
+    settings = reviews.TokenizationSettings(max_seq_length)
+    print(f"a {len(LONG_REVIEW):,}-character single-word review, max_seq_length {max_seq_length}:")
+    print(f"{'tokenizer reads':>28}  {'CPU s':>6}  {'wall s':>6}  {'peak memory +MB':>15}")
+    for label, text in (("the whole text", LONG_REVIEW), (f"{settings.max_text_chars:,} characters (capped)", settings.capped(LONG_REVIEW))):
+        # A fresh process each: peak memory (ru_maxrss) only ever grows within one.
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            cpu, wall, peak = pool.submit(_tokenizing_cost, str(model_dir), text, max_seq_length).result()
+        print(f"{label:>28}  {cpu:>6.3f}  {wall:>6.3f}  {peak:>15.0f}")
+
+
 def median_seconds(action, repetitions: int) -> float:
     timings = []
     for _ in range(repetitions):
@@ -65,6 +105,7 @@ def main() -> None:
     parser.add_argument("--model-name-or-path", default=None, help="default: the packaged MiniLM-L6")
     parser.add_argument("--repetitions", type=int, default=30)
     parser.add_argument("--max-seq-length", type=int, default=64)
+    parser.add_argument("--long-review-only", action="store_true", help="only the 1 MB review (no endpoint)")
     args = parser.parse_args()
     model_name_or_path = args.model_name_or_path or str(run_demo.packaged_minilm_dir())
 
@@ -73,6 +114,10 @@ def main() -> None:
     with contextlib.ExitStack() as stack:
         work = stack.enter_context(tempfile.TemporaryDirectory(prefix="inference-bench-"))
         model_dir = build_artifact(model_name_or_path, Path(work) / "model", args.max_seq_length)
+        print(f"model {model_name_or_path}")
+        print_long_review_cost(model_dir, args.max_seq_length)
+        if args.long_review_only:
+            return
         endpoint = stack.enter_context(LocalEndpoint(model_dir))
         bare_model, tokenizer, _ = model_io.load_for_inference(model_dir)
         settings = reviews.TokenizationSettings(args.max_seq_length)

@@ -472,7 +472,9 @@ def _validate(row: dict, columns: Columns, has_date_column: bool, default_event_
         used.append(row.get(columns.review_date))
     if not _is_utf8(*used):
         return INVALID_UTF8
-    review_body = (row.get(columns.review_body) or "").strip()
+    # "" also when only invisible characters are left (a NUL, a zero-width space): serving
+    # refuses those reviews too (reviews.clean_review_text).
+    review_body = reviews.clean_review_text(row.get(columns.review_body) or "")
     if not review_body:
         return MISSING_REVIEW_BODY
     star_rating = parse_star_rating(row.get(columns.star_rating))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -63,11 +64,62 @@ def label_id_to_sentiment(label_id: int) -> int:
     return label_id - 1
 
 
+# ----------------------------------------------------------------------------------------------
+# Review text: what counts as one, and how much of it the tokenizer reads. prepare and serving
+# both go through these, so a text refused at serving is one that training never saw either.
+
+# Characters that show nothing by themselves: whitespace, controls (NUL, ...), format characters
+# (zero-width space, joiners, bidi marks, BOM, soft hyphen, tags, ...), separators, surrogates...
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zs", "Zl", "Zp"})
+# ... and the code points of Unicode's Default_Ignorable_Code_Point property outside those
+# categories (DerivedCoreProperties.txt: combining grapheme joiner, Hangul fillers, Khmer
+# inherent vowels, Mongolian and other variation selectors), plus the blank braille pattern,
+# a favourite "invisible letter".
+_OTHER_INVISIBLE_RANGES: tuple[tuple[int, int], ...] = (
+    (0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F), (0x2800, 0x2800),
+    (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFFA0, 0xFFA0), (0xE0100, 0xE01EF),
+)
+
+
+def _shows_something(char: str) -> bool:
+    if unicodedata.category(char) in _INVISIBLE_CATEGORIES:
+        return False
+    code = ord(char)
+    return not any(low <= code <= high for low, high in _OTHER_INVISIBLE_RANGES)
+
+
+def clean_review_text(text: str) -> str:
+    """The review text as training and serving use it: without surrounding whitespace, and ""
+    when it holds nothing visible (only whitespace, control or format characters such as NUL
+    or U+200B ZERO WIDTH SPACE), which both treat as a missing review."""
+    text = text.strip()
+    return text if any(map(_shows_something, text)) else ""
+
+
+# The tokenizer reads at most this many characters of a text per token of max_seq_length. It
+# bounds the work for any text: a 1 MB review of one word would otherwise be tokenized whole
+# before truncation (seconds of CPU, hundreds of MB). Tokens of English reviews average about
+# 4 characters (4.3 for MiniLM's WordPiece, 1.3 for the tests' tiny BPE, on the demo's 3,708
+# snippets) and the first k tokens of any snippet at most 15 characters each, so the tokens
+# that truncation keeps lie well within the cap, and capping changes no input_ids, unless a
+# text is mostly whitespace or holds words hundreds of characters long.
+MAX_CHARS_PER_TOKEN = 32
+
+
 @dataclass(frozen=True)
 class TokenizationSettings:
     """How text becomes input_ids, identically in prepare (offline) and serving (online)."""
 
     max_seq_length: int = 128
+
+    @property
+    def max_text_chars(self) -> int:
+        """How many characters of a text the tokenizer is given (MAX_CHARS_PER_TOKEN)."""
+        return self.max_seq_length * MAX_CHARS_PER_TOKEN
+
+    def capped(self, text: str) -> str:
+        """The part of `text` that can reach the model: its first max_text_chars characters."""
+        return text[: self.max_text_chars]
 
     def tokenizer_kwargs(self, *, pad_to_max_length: bool) -> dict:
         return {
@@ -81,7 +133,8 @@ class TokenizationSettings:
 
 def encode_input_ids(tokenizer: Any, texts: Sequence[str], settings: TokenizationSettings) -> list[list[int]]:
     """input_ids of each text, padded/truncated to settings.max_seq_length (the seed's
-    `encode_plus` semantics), in one batched call of a fast tokenizer.
+    `encode_plus` semantics), in one batched call of a fast tokenizer; the tokenizer reads at
+    most settings.max_text_chars characters of each, as serving does.
 
     Calls the tokenizer itself, which works in transformers 4.x and 5.x alike (5.x removed
     `encode_plus`/`batch_encode_plus`). Masks and token types are not asked for: a prepared
@@ -92,7 +145,7 @@ def encode_input_ids(tokenizer: Any, texts: Sequence[str], settings: Tokenizatio
         "return_attention_mask": False,
         "return_token_type_ids": False,
     }
-    return tokenizer(list(texts), **kwargs)["input_ids"]
+    return tokenizer([settings.capped(text) for text in texts], **kwargs)["input_ids"]
 
 
 def parse_bool(value: str | bool) -> bool:

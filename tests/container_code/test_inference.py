@@ -1,11 +1,18 @@
 """inference.py's handlers, served from the trained artifact's code/ folder by the HuggingFace
 inference image's model server (sagemaker-huggingface-inference-toolkit over HTTP, in the
 inference parity environment): the response contract, batching, and bad requests answered with
-the toolkit's 400 and a message that says why, never a crash or a 5xx."""
+the toolkit's 400 and a message that says why, never a crash or a 5xx. The same bad requests
+also go through sagemaker-pytorch-inference's HandlerService (what the PyTorch inference images
+serve with; in this process), which answers each with its own 4xx. No response of either holds a
+traceback."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
+import shutil
+from typing import NamedTuple
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,6 +20,7 @@ from hypothesis import strategies as st
 
 import reviews
 from support.local_endpoint import serve
+from support.pytorch_toolkit import PyTorchToolkitEndpoint
 from tiny_roberta import synthetic_reviews
 
 JSON, JSON_LINES = "application/json", "application/jsonlines"
@@ -36,12 +44,32 @@ def tightly_limited_endpoint(trained_model_dir):
         yield served
 
 
+@pytest.fixture(scope="module")
+def pytorch_endpoint(trained_model_dir):
+    return PyTorchToolkitEndpoint(trained_model_dir)
+
+
+# What a Python traceback leaves in a text: its header, a frame line, a path to a source file.
+TRACEBACK_TRACES = re.compile(r'Traceback|File "|[\w.-]*/[\w./-]+\.py\b')
+
+
+def assert_no_traceback(body: str) -> None:
+    assert not TRACEBACK_TRACES.search(body), body[:2000]
+
+
 def assert_bad_request(response, message: str) -> None:
     assert response.status == BAD_REQUEST, response.body[:500]
     body = response.json()
     assert (body["code"], body["type"]) == (400, "InternalServerException")
     assert message in body["message"] == response.message
-    assert "Traceback" not in response.body
+    assert_no_traceback(response.body)
+
+
+def assert_refused_under_pytorch_toolkit(response, status: int, message: str) -> None:
+    assert response.status == status, response.body[:500]
+    assert response.json()["code"] == status
+    assert message in response.message
+    assert_no_traceback(response.body)
 
 
 def assert_valid_prediction(prediction: dict) -> None:
@@ -94,10 +122,15 @@ def test_json_lines_in_and_out(endpoint):
 
 @pytest.mark.parametrize(
     ("accept", "expected"),
-    [(None, JSON), ("*/*", JSON), ("application/jsonlines;q=0.9, application/json", JSON_LINES),
-     ("text/html, application/json", JSON), ("APPLICATION/JSONLINES", JSON_LINES)],
+    [(None, JSON), ("*/*", JSON), ("text/html, application/json", JSON), ("APPLICATION/JSONLINES", JSON_LINES),
+     ("application/*", JSON), ("application/jsonlines, application/json", JSON_LINES),
+     # RFC 9110 weights: the higher wins, then the range listed first; q=0 is "not acceptable",
+     # also where a less specific range would accept the type.
+     ("application/jsonlines;q=0.9, application/json", JSON), ("application/json;q=0.5, application/jsonlines", JSON_LINES),
+     ("application/json;q=0.5, application/jsonlines;q=0.5", JSON), ("application/json;q=0, */*", JSON_LINES),
+     ("application/json; charset=utf-8; q=0, application/*;q=0.1", JSON_LINES), ("application/json;q=0.0, application/jsonlines;q=0.001", JSON_LINES)],
 )
-def test_the_first_supported_accept_type_wins(endpoint, accept, expected):
+def test_the_most_preferred_supported_accept_type_wins(endpoint, accept, expected):
     response = endpoint.invoke('{"review_body": "fine"}\n{"review_body": "great"}', JSON_LINES, accept)
     assert response.status == 200
     if expected == JSON:
@@ -125,46 +158,91 @@ def test_a_review_scores_the_same_alone_and_padded_in_a_batch(endpoint, tightly_
         assert left["probabilities"] == pytest.approx(right["probabilities"], abs=1e-5)
 
 
-def test_long_reviews_are_truncated_not_refused(endpoint):
-    response = endpoint.invoke(json.dumps({"review_body": "great " * 5000}), JSON)
+@pytest.mark.parametrize("text", ["great " * 5000, "great" * 200_000], ids=["5000 words", "a 1 MB word"])
+def test_long_reviews_are_truncated_not_refused(endpoint, text):
+    response = endpoint.invoke(json.dumps({"review_body": text}), JSON)
     assert response.status == 200
+
+
+def test_the_tokenizer_reads_no_more_of_a_review_than_can_reach_the_model(classifier):
+    import inference
+
+    handed_over: list[str] = []
+
+    def tokenizer(texts, **kwargs):
+        handed_over.extend(texts)
+        return classifier.tokenizer(texts, **kwargs)
+
+    one_word = "great" * 200_000  # 1 MB: tokenized whole, it took 0.4 s of CPU and 100 MB more
+    (prediction,) = inference.predict_fn([one_word], dataclasses.replace(classifier, tokenizer=tokenizer))
+    assert_valid_prediction(prediction)
+    assert handed_over == [one_word[: classifier.settings.max_text_chars]]
+    assert classifier.settings.max_text_chars == classifier.settings.max_seq_length * reviews.MAX_CHARS_PER_TOKEN
 
 
 # ---------------------------------------------------------------------------- bad requests
 
 
-@pytest.mark.parametrize(
-    ("body", "content_type", "message"),
-    [
-        ("{bad json", JSON, "the body is not valid JSON"),
-        ('{"review_body": 5}', JSON, "must be a string"),
-        ('{"review_body": null}', JSON, "must be a string"),
-        ('{"review_body": "   "}', JSON, "the review text is empty"),
-        ('{"features": ["a", "b"]}', JSON, "exactly one string"),
-        ('{"features": "text"}', JSON, "exactly one string"),
-        ('{"review_body": "a", "features": ["a"]}', JSON, "exactly one of"),
-        ('{"text": "a"}', JSON, "exactly one of"),
-        ('"just a string"', JSON, "expected an object"),
-        ("[]", JSON, "no reviews"),
-        ("", JSON_LINES, "no reviews"),
-        ('[{"review_body": "ok"}, 3]', JSON, "item 1"),
-        ('{"review_body": "ok"}\n{oops', JSON_LINES, "line 2 is not valid JSON"),
-        ('{"review_body": "\\ud800"}', JSON, "surrogate"),
-        ("[" * 100_000, JSON, "not valid JSON"),
-        ("1" * 5000, JSON, "not valid JSON"),
-        (b"\xff\xfe{}", JSON_LINES, "the body is not valid UTF-8"),
-        # Exactly application/json is decoded by the toolkit before input_fn: its own message.
-        (b"\xff\xfe{}", JSON, "'utf-8' codec can't decode byte 0xff"),
-        ('{"review_body": "ok"}', "text/csv", "Content-Type 'text/csv' is not supported"),
-        ('{"review_body": "ok"}', None, "Content-Type None is not supported"),
-    ],
-)
-def test_bad_requests_get_a_400_that_says_why(endpoint, body, content_type, message):
-    assert_bad_request(endpoint.invoke(body, content_type), message)
+class Refusal(NamedTuple):
+    """A bad request; the HuggingFace toolkit answers it 400, sagemaker-pytorch-inference `pytorch_status`."""
+
+    body: str | bytes
+    content_type: str | None
+    message: str
+    pytorch_status: int = 400
+    accept: str | None = None
+    # Where the toolkits' messages differ: sagemaker-pytorch-inference's.
+    pytorch_message: str | None = None
 
 
-def test_an_unsupported_accept_type_is_a_400_too(endpoint):
-    assert_bad_request(endpoint.invoke('{"review_body": "ok"}', JSON, "text/csv"), "Accept 'text/csv' is not supported")
+INVISIBLE_ONLY = "the review text is empty: nothing in it is visible"
+REFUSALS = [
+    Refusal("{bad json", JSON, "the body is not valid JSON"),
+    Refusal('{"review_body": 5}', JSON, "must be a string"),
+    Refusal('{"review_body": null}', JSON, "must be a string"),
+    Refusal('{"review_body": "   "}', JSON, "the review text is empty"),
+    Refusal('{"review_body": "\\u200b"}', JSON, INVISIBLE_ONLY),
+    Refusal('{"review_body": "\\u0000"}', JSON, INVISIBLE_ONLY),
+    Refusal('{"features": [" \\u2060\\ufeff\\u00ad\\u3164\\n"]}', JSON, INVISIBLE_ONLY),
+    Refusal('{"review_body": "\u200b\u200d"}', JSON, INVISIBLE_ONLY),  # unescaped, as UTF-8
+    Refusal('{"review_body": "\\u0000"}\n{"review_body": "\\u200b"}', JSON_LINES, f"line 1: {INVISIBLE_ONLY}"),
+    Refusal('{"features": ["a", "b"]}', JSON, "exactly one string"),
+    Refusal('{"features": "text"}', JSON, "exactly one string"),
+    Refusal('{"review_body": "a", "features": ["a"]}', JSON, "exactly one of"),
+    Refusal('{"text": "a"}', JSON, "exactly one of"),
+    Refusal('"just a string"', JSON, "expected an object"),
+    Refusal("[]", JSON, "no reviews"),
+    Refusal("", JSON_LINES, "no reviews"),
+    Refusal('[{"review_body": "ok"}, 3]', JSON, "item 1"),
+    Refusal('{"review_body": "ok"}\n{oops', JSON_LINES, "line 2 is not valid JSON"),
+    Refusal('{"review_body": "\\ud800"}', JSON, "surrogate"),
+    Refusal("[" * 100_000, JSON, "not valid JSON"),
+    Refusal("1" * 5000, JSON, "not valid JSON"),
+    Refusal(b"\xff\xfe{}", JSON_LINES, "the body is not valid UTF-8 (invalid start byte at byte 0)"),
+    # Exactly application/json (and text/csv) the HuggingFace toolkit decodes before input_fn:
+    # its own message. sagemaker-pytorch-inference did too, and answered 500 with a traceback.
+    Refusal(b"\xff\xfe{}", JSON, "'utf-8' codec can't decode byte 0xff",
+            pytorch_message="the body is not valid UTF-8 (invalid start byte at byte 0)"),
+    Refusal(b'{"review_body": "caf\xe9"}', "text/csv", "'utf-8' codec can't decode byte 0xe9", 415,
+            pytorch_message="Content-Type 'text/csv' is not supported"),
+    Refusal('{"review_body": "ok"}', "text/csv", "Content-Type 'text/csv' is not supported", 415),
+    Refusal('{"review_body": "ok"}', None, "Content-Type None is not supported", 415),
+    Refusal('{"review_body": "ok"}', JSON, "Accept 'text/csv' accepts none of", 406, accept="text/csv"),
+    Refusal('{"review_body": "ok"}', JSON, "Accept 'application/json;q=0' accepts none of", 406, accept="application/json;q=0"),
+    Refusal('{"review_body": "ok"}', JSON, "accepts none of application/json, application/jsonlines (q=0 means not acceptable)",
+            406, accept="application/jsonlines;q=0, */*;q=0"),
+]
+
+
+@pytest.mark.parametrize("refusal", REFUSALS, ids=[refusal.message[:40] for refusal in REFUSALS])
+def test_bad_requests_get_a_400_that_says_why(endpoint, refusal):
+    assert_bad_request(endpoint.invoke(refusal.body, refusal.content_type, refusal.accept), refusal.message)
+
+
+@pytest.mark.parametrize("refusal", REFUSALS, ids=[refusal.message[:40] for refusal in REFUSALS])
+def test_under_the_pytorch_toolkit_bad_requests_get_their_own_4xx_that_says_why(pytorch_endpoint, refusal):
+    response = pytorch_endpoint.invoke(refusal.body, refusal.content_type, refusal.accept)
+    assert_refused_under_pytorch_toolkit(response, refusal.pytorch_status, refusal.pytorch_message or refusal.message)
 
 
 def test_payload_and_review_count_limits_are_400s_and_configurable(endpoint, tightly_limited_endpoint):
@@ -173,6 +251,70 @@ def test_payload_and_review_count_limits_are_400s_and_configurable(endpoint, tig
                        "4 reviews in one request; at most 3 are allowed")
     assert_bad_request(endpoint.invoke(json.dumps({"review_body": "x" * (1024 * 1024)}), JSON), "at most 1048576 are allowed")
     assert_bad_request(endpoint.invoke(json.dumps([{"review_body": "ok"}] * 257), JSON), "at most 256 are allowed")
+
+
+def test_under_the_pytorch_toolkit_limits_are_413s(pytorch_endpoint, monkeypatch):
+    too_large = pytorch_endpoint.invoke(json.dumps({"review_body": "x" * (1024 * 1024)}), JSON)
+    assert_refused_under_pytorch_toolkit(too_large, 413, "at most 1048576 are allowed")
+    monkeypatch.setenv("REVIEW_CLASSIFIER_MAX_REVIEWS", "3")
+    too_many = pytorch_endpoint.invoke(json.dumps([{"review_body": "ok"}] * 4), JSON)
+    assert_refused_under_pytorch_toolkit(too_many, 413, "4 reviews in one request; at most 3 are allowed")
+
+
+def test_under_the_pytorch_toolkit_a_failing_model_is_a_500_without_traceback(trained_model_dir, tmp_path):
+    model_dir = shutil.copytree(trained_model_dir, tmp_path / "model")
+    with (model_dir / "code" / "inference.py").open("a") as code:
+        code.write('\n\ndef predict_fn(texts, classifier):\n    raise RuntimeError("the weights are corrupt")\n')
+    response = PyTorchToolkitEndpoint(model_dir).invoke('{"review_body": "fine"}', JSON)
+    assert (response.status, response.json()) == (500, {"code": 500, "type": "InternalServerError", "message": "the weights are corrupt"})
+    assert_no_traceback(response.body)
+
+
+def test_under_the_pytorch_toolkit_good_requests_are_answered_as_under_the_image(endpoint, pytorch_endpoint):
+    body = '{"review_body": "fine"}\n{"features": ["great, love it"]}'
+    for accept, as_lines in ((None, False), (JSON_LINES, True), ("application/json;q=0, */*", True)):
+        served, in_process = endpoint.invoke(body, JSON_LINES, accept), pytorch_endpoint.invoke(body, JSON_LINES, accept)
+        assert (in_process.status, in_process.content_type) == (served.status, served.content_type) == (200, accept or JSON)
+        assert in_process.body.startswith("[") == served.body.startswith("[") == (not as_lines)
+        labels = [[p["label"] for p in (map(json.loads, r.body.splitlines()) if as_lines else r.json())] for r in (served, in_process)]
+        assert labels[0] == labels[1] and len(labels[0]) == 2
+
+
+# ---------------------------------------------------------------------------- bad settings
+
+
+BAD_SETTINGS = [("REVIEW_CLASSIFIER_BATCH_SIZE", "0"), ("REVIEW_CLASSIFIER_MAX_REVIEWS", "many"),
+                ("REVIEW_CLASSIFIER_MAX_PAYLOAD_BYTES", "-1"), ("REVIEW_CLASSIFIER_MAX_REVIEWS", "2.5"),
+                ("REVIEW_CLASSIFIER_BATCH_SIZE", "")]
+
+
+@pytest.mark.parametrize(("variable", "value"), BAD_SETTINGS)
+def test_a_bad_setting_fails_the_model_loading_naming_the_variable(trained_model_dir, monkeypatch, variable, value):
+    import inference
+
+    monkeypatch.setenv(variable, value)
+    message = f"the model is not loaded: {variable} must be a positive integer, got {value!r}"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        inference.model_fn(str(trained_model_dir))
+    # sagemaker-pytorch-inference loads the model as it starts: that fails, nothing is served.
+    with pytest.raises(ValueError, match=re.escape(message)):
+        PyTorchToolkitEndpoint(trained_model_dir)
+
+
+@pytest.fixture(scope="module")
+def badly_configured_endpoint(trained_model_dir):
+    with serve(trained_model_dir, environment={"REVIEW_CLASSIFIER_BATCH_SIZE": "0"}) as served:
+        yield served
+
+
+def test_under_the_image_a_bad_setting_is_named_at_load_and_in_every_answer(badly_configured_endpoint):
+    # MMS answers /ping 200 whatever the model's state (so the endpoint starts), and the toolkit
+    # runs model_fn again for each request: every request, good or bad, is answered 400 with
+    # the reason. A deployment's 4XX-share alarm rolls such a model back.
+    message = "the model is not loaded: REVIEW_CLASSIFIER_BATCH_SIZE must be a positive integer, got '0'"
+    for body in ('{"review_body": "fine"}', "{bad json"):
+        assert_bad_request(badly_configured_endpoint.invoke(body, JSON), message)
+    assert message in badly_configured_endpoint.log_path.read_text()
 
 
 def test_the_endpoint_keeps_answering_after_bad_requests(endpoint):

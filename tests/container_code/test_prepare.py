@@ -399,6 +399,22 @@ def test_a_byte_that_is_not_utf8_rejects_its_row_and_nothing_else(tmp_path):
     assert "r5-003" in written and "r1-001" not in written
 
 
+def test_a_review_with_nothing_visible_is_a_missing_review_body(tmp_path):
+    # Serving refuses the same texts (reviews.clean_review_text): the model never sees one.
+    rows = review_rows({1: 4, 3: 4, 5: 4})
+    invisible = {"r1-000": "\u200b", "r3-000": "\x00", "r5-000": " \u2060\ufeff\u00ad\u3164 "}
+    for row in rows:
+        row["review_body"] = invisible.get(row["review_id"], row["review_body"])
+    write_bytes(tmp_path / "input" / "reviews.csv", csv_bytes(rows))
+
+    report = prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--balance", "false",
+                                      "--train-fraction", "0.5", "--validation-fraction", "0.25", "--test-fraction", "0.25"))
+
+    assert report["rows_rejected"]["by_reason"][prepare.MISSING_REVIEW_BODY] == 3
+    written = {r["review_id"] for split in reviews.SPLIT_NAMES for r in read_split(tmp_path / "output", split)}
+    assert written.isdisjoint(invisible) and len(written) == 9
+
+
 @pytest.mark.parametrize(
     ("name", "damage"),
     [

@@ -8,6 +8,7 @@ import pytest
 
 import reviews
 from data_support import minilm_tokenizer_dir
+from tiny_roberta import synthetic_reviews
 
 
 @pytest.mark.parametrize(("star_rating", "sentiment", "label"), [(1, -1, "negative"), (2, -1, "negative"), (3, 0, "neutral"), (4, 1, "positive"), (5, 1, "positive")])
@@ -73,3 +74,53 @@ def test_encode_input_ids_pads_and_truncates_to_max_seq_length():
     assert input_ids[1][-1] == tokenizer.sep_token_id and tokenizer.pad_token_id not in input_ids[1]
     # One call per text (the seed's encode_plus loop) gives the same ids as the batched call.
     assert input_ids == [tokenizer(text, **settings.tokenizer_kwargs(pad_to_max_length=True))["input_ids"] for text in texts]
+
+
+# ---------------------------------------------------------------------------- review text
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "   ", "\x00", "\x00\x00\x07", "\u200b", "\ufeff", "\u00ad", "\u2060\u200d\u200c", "\u202e\u2066",
+     "\u3164", "\u115f\u1160", "\u2800", "\ufe0f", "\U000e0041\U000e007f", "\u00a0\u3000\u2028", " \x00 \u200b\n\t"],
+)
+def test_a_text_with_nothing_visible_in_it_is_empty(text):
+    # What prepare rejects as a missing review body and serving refuses.
+    assert reviews.clean_review_text(text) == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "cleaned"),
+    [("  great \n", "great"), ("\u200bgreat\u200b", "\u200bgreat\u200b"), ("👍", "👍"), ("é", "é"), ("中", "中"),
+     ("5", "5"), ("\x00ok", "\x00ok"), ("\ue000", "\ue000")],
+)
+def test_a_text_with_something_visible_keeps_all_but_its_surrounding_whitespace(text, cleaned):
+    assert reviews.clean_review_text(text) == cleaned
+
+
+def test_the_tokenizer_reads_a_bounded_prefix_derived_from_max_seq_length():
+    settings = reviews.TokenizationSettings(max_seq_length=128)
+    assert settings.max_text_chars == 128 * reviews.MAX_CHARS_PER_TOKEN
+    assert settings.capped("x" * 10**6) == "x" * settings.max_text_chars
+    assert settings.capped("short") == "short"
+
+
+LONG_TEXTS = [
+    " ".join(text for text, _ in synthetic_reviews(3000, seed=5)),
+    "The battery died after 2 days; support (ticket #48213) never answered: https://example.com/help?id=42 !!! " * 400,
+    "Très bien, l'écran est superbe 👍 mais la batterie… 😞 Ça ne vaut pas 129,99 €. " * 600,
+    "great" * 40_000,  # one long word
+]
+
+
+@pytest.mark.parametrize("tokenizer_name", ["minilm-wordpiece", "tiny-roberta-bpe"])
+@pytest.mark.parametrize("max_seq_length", [8, 64, 512])
+def test_capping_a_long_text_before_tokenizing_changes_no_input_ids(tiny_model_dir, tokenizer_name, max_seq_length):
+    from transformers import AutoTokenizer
+
+    directory = minilm_tokenizer_dir() if tokenizer_name == "minilm-wordpiece" else tiny_model_dir
+    tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    settings = reviews.TokenizationSettings(max_seq_length=max_seq_length)
+    assert all(len(text) > settings.max_text_chars for text in LONG_TEXTS)
+    uncapped = tokenizer(LONG_TEXTS, **settings.tokenizer_kwargs(pad_to_max_length=True))["input_ids"]
+    assert reviews.encode_input_ids(tokenizer, LONG_TEXTS, settings) == uncapped
