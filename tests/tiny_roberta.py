@@ -5,7 +5,6 @@ loading code (Auto classes, from_pretrained) without downloading any weights."""
 from __future__ import annotations
 
 import itertools
-import json
 import random
 from pathlib import Path
 
@@ -17,6 +16,9 @@ _POSITIVE_WORDS = ("great", "excellent", "love", "perfect", "wonderful", "happy"
 _NEGATIVE_WORDS = ("terrible", "awful", "broken", "hate", "refund", "waste", "disappointed")
 _NEUTRAL_WORDS = ("okay", "average", "fine", "arrived", "standard", "expected", "usual")
 _FILLER_WORDS = ("the", "product", "this", "item", "was", "is", "it", "and", "very", "quite")
+
+# The BPE trainer fills the vocabulary up to this size (the corpus has enough distinct pairs).
+TINY_VOCAB_SIZE = 400
 
 WORDS_BY_SENTIMENT: dict[int, tuple[str, ...]] = {
     -1: _NEGATIVE_WORDS,
@@ -40,25 +42,27 @@ def synthetic_reviews(count: int, *, seed: int = 0) -> list[tuple[str, int]]:
     return [(synthetic_review(sentiment, rng), sentiment) for sentiment, _ in zip(sentiments, range(count))]
 
 
-def _train_tokenizer(corpus: list[str], vocab_size: int):
-    from tokenizers import ByteLevelBPETokenizer
+SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>", "<mask>")
+
+
+def _train_tokenizer(corpus: list[str], vocab_size: int, workdir: Path):
+    from tokenizers import ByteLevelBPETokenizer, processors
     from transformers import RobertaTokenizerFast
 
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(
-        corpus,
-        vocab_size=vocab_size,
-        min_frequency=1,
-        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
-        show_progress=False,
+        corpus, vocab_size=vocab_size, min_frequency=1, special_tokens=list(SPECIAL_TOKENS), show_progress=False
     )
-    vocab = bpe.get_vocab()
-    # model.merges is not public API; export through the saved JSON instead.
-    merges = [tuple(pair.split(" ")) if isinstance(pair, str) else tuple(pair)
-              for pair in json.loads(bpe.to_str())["model"]["merges"]]
-    # transformers 5: RobertaTokenizerFast(vocab_file=, merges_file=) silently builds a
-    # 5-token vocabulary; vocab= and merges= work on 4.x and 5.x.
-    return RobertaTokenizerFast(vocab=vocab, merges=merges, model_max_length=512)
+    # transformers 4.x wraps a tokenizer.json's post-processor as it is and adds none of its own:
+    # without this one, <s> and </s> would be missing around every review on 4.x only.
+    bpe.post_processor = processors.RobertaProcessing(("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>")))
+    # One loading path that every major accepts: 4.x has no vocab=/merges= arguments, and 5.x
+    # builds a 5-token vocabulary from vocab_file=/merges_file= without a word of warning.
+    tokenizer_file = workdir / "bpe-tokenizer.json"
+    bpe.save(str(tokenizer_file))
+    tokenizer = RobertaTokenizerFast(tokenizer_file=str(tokenizer_file), model_max_length=512)
+    tokenizer_file.unlink()
+    return tokenizer
 
 
 def build_tiny_roberta(destination: Path, *, seed: int = 0) -> Path:
@@ -71,7 +75,7 @@ def build_tiny_roberta(destination: Path, *, seed: int = 0) -> Path:
     destination.mkdir(parents=True, exist_ok=True)
     corpus = [text for text, _ in synthetic_reviews(600, seed=seed)]
     corpus += [" ".join(WORDS_BY_SENTIMENT[s]) for s in reviews.SENTIMENTS] + [" ".join(_FILLER_WORDS)]
-    tokenizer = _train_tokenizer(corpus, vocab_size=400)
+    tokenizer = _train_tokenizer(corpus, vocab_size=TINY_VOCAB_SIZE, workdir=destination)
 
     torch.manual_seed(seed)
     config = RobertaConfig(

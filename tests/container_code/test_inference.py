@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import reviews
 from local_pipeline.serving import LocalEndpoint
+from parity_env import skip_where_the_image_lacks
 from tiny_roberta import synthetic_reviews
 
 JSON, JSON_LINES = "application/json", "application/jsonlines"
@@ -20,7 +21,10 @@ CLIENT_ERRORS = {400, 406, 413, 415}
 
 @pytest.fixture(scope="module")
 def endpoint(trained_model_dir) -> LocalEndpoint:
-    return LocalEndpoint(trained_model_dir)
+    try:
+        return LocalEndpoint(trained_model_dir)
+    except ModuleNotFoundError as missing:
+        skip_where_the_image_lacks(missing, "LocalEndpoint")
 
 
 def assert_valid_prediction(prediction: dict) -> None:
