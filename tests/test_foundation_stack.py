@@ -8,9 +8,11 @@ import re
 from pathlib import Path
 
 import pytest
+
 from aws_cdk.assertions import Match
 
 import reviews
+from support.cfn_template import as_list, only, resources_of_type
 from stacks.components.reviews_feature_store import REVIEW_FEATURES
 from stacks.config import load_environment
 
@@ -34,23 +36,10 @@ def template_json(synthesized_app, environment_name):
     return synthesized_app.template_json(environment_name, "foundation")
 
 
-def resources_of_type(template_json: dict, resource_type: str) -> dict[str, dict]:
-    return {lid: r for lid, r in template_json["Resources"].items() if r["Type"] == resource_type}
-
-
-def the_one(template_json: dict, resource_type: str, logical_id_prefix: str = "") -> tuple[str, dict]:
-    matches = {lid: r for lid, r in resources_of_type(template_json, resource_type).items()
-               if lid.startswith(logical_id_prefix)}
-    assert len(matches) == 1, f"expected one {resource_type} {logical_id_prefix}*, found {sorted(matches)}"
-    return next(iter(matches.items()))
-
-
-def as_list(value) -> list:
-    return value if isinstance(value, list) else [value]
 
 
 def role_statements(template_json: dict, role_logical_id_prefix: str) -> list[dict]:
-    role_id, _ = the_one(template_json, "AWS::IAM::Role", role_logical_id_prefix)
+    role_id, _ = only(template_json, "AWS::IAM::Role", role_logical_id_prefix)
     statements = []
     for policy in resources_of_type(template_json, "AWS::IAM::Policy").values():
         if {"Ref": role_id} in policy["Properties"]["Roles"]:
@@ -88,10 +77,10 @@ def test_three_buckets_all_private_versioned_and_encrypted(template_json):
 
 
 def test_data_and_artifacts_buckets_use_the_key_and_log_access(template_json):
-    key_id, _ = the_one(template_json, "AWS::KMS::Key")
-    logs_id, _ = the_one(template_json, "AWS::S3::Bucket", "StorageAccessLogsBucket")
+    key_id, _ = only(template_json, "AWS::KMS::Key")
+    logs_id, _ = only(template_json, "AWS::S3::Bucket", "StorageAccessLogsBucket")
     for prefix in PROJECT_BUCKET_IDS:
-        _, bucket = the_one(template_json, "AWS::S3::Bucket", prefix)
+        _, bucket = only(template_json, "AWS::S3::Bucket", prefix)
         [rule] = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
         assert rule["ServerSideEncryptionByDefault"] == {
             "SSEAlgorithm": "aws:kms", "KMSMasterKeyID": {"Fn::GetAtt": [key_id, "Arn"]},
@@ -101,20 +90,20 @@ def test_data_and_artifacts_buckets_use_the_key_and_log_access(template_json):
 
 def test_access_log_bucket_uses_s3_managed_keys(template_json):
     # S3 cannot deliver server access logs to an SSE-KMS bucket.
-    _, bucket = the_one(template_json, "AWS::S3::Bucket", "StorageAccessLogsBucket")
+    _, bucket = only(template_json, "AWS::S3::Bucket", "StorageAccessLogsBucket")
     [rule] = bucket["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert rule["ServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
 
 
 def test_access_logs_expire_with_the_environment_log_retention(template_json, config):
-    _, bucket = the_one(template_json, "AWS::S3::Bucket", "StorageAccessLogsBucket")
+    _, bucket = only(template_json, "AWS::S3::Bucket", "StorageAccessLogsBucket")
     expirations = [rule.get("ExpirationInDays") for rule in bucket["Properties"]["LifecycleConfiguration"]["Rules"]]
     assert config.log_retention_days in expirations
 
 
 def test_versioned_buckets_expire_noncurrent_versions_and_abort_uploads(template_json):
     for prefix in PROJECT_BUCKET_IDS:
-        _, bucket = the_one(template_json, "AWS::S3::Bucket", prefix)
+        _, bucket = only(template_json, "AWS::S3::Bucket", prefix)
         rules = bucket["Properties"]["LifecycleConfiguration"]["Rules"]
         assert any("NoncurrentVersionExpiration" in rule for rule in rules), prefix
         assert any("AbortIncompleteMultipartUpload" in rule for rule in rules), prefix
@@ -191,7 +180,7 @@ def test_pipeline_role_sagemaker_grants_are_scoped_to_pipeline_resources(templat
 
 
 def test_pipeline_role_passes_only_itself_only_to_sagemaker(template_json):
-    role_id, _ = the_one(template_json, "AWS::IAM::Role", "PipelineExecutionRole")
+    role_id, _ = only(template_json, "AWS::IAM::Role", "PipelineExecutionRole")
     [statement] = [s for s in role_statements(template_json, "PipelineExecutionRole")
                    if "iam:PassRole" in as_list(s["Action"])]
     assert statement["Resource"] == {"Fn::GetAtt": [role_id, "Arn"]}
@@ -228,7 +217,7 @@ def test_offline_store_role_writes_only_its_prefix(template_json):
 # --- Feature Store --------------------------------------------------------------------------
 
 def test_feature_definitions_match_prepared_columns(template_json):
-    _, group = the_one(template_json, "AWS::SageMaker::FeatureGroup")
+    _, group = only(template_json, "AWS::SageMaker::FeatureGroup")
     properties = group["Properties"]
     names = [definition["FeatureName"] for definition in properties["FeatureDefinitions"]]
     assert names == list(reviews.PREPARED_COLUMNS)
@@ -237,7 +226,7 @@ def test_feature_definitions_match_prepared_columns(template_json):
 
 
 def test_feature_types(template_json):
-    _, group = the_one(template_json, "AWS::SageMaker::FeatureGroup")
+    _, group = only(template_json, "AWS::SageMaker::FeatureGroup")
     types = {d["FeatureName"]: d["FeatureType"] for d in group["Properties"]["FeatureDefinitions"]}
     assert types == REVIEW_FEATURES
     assert types["sentiment"] == types["label_id"] == "Integral"
@@ -245,10 +234,10 @@ def test_feature_types(template_json):
 
 
 def test_offline_store_is_encrypted_in_the_data_bucket_with_glue_table(template_json, config):
-    key_id, _ = the_one(template_json, "AWS::KMS::Key")
-    data_id, _ = the_one(template_json, "AWS::S3::Bucket", "StorageDataBucket")
-    role_id, _ = the_one(template_json, "AWS::IAM::Role", "ReviewsFeatureStoreOfflineStoreRole")
-    _, group = the_one(template_json, "AWS::SageMaker::FeatureGroup")
+    key_id, _ = only(template_json, "AWS::KMS::Key")
+    data_id, _ = only(template_json, "AWS::S3::Bucket", "StorageDataBucket")
+    role_id, _ = only(template_json, "AWS::IAM::Role", "ReviewsFeatureStoreOfflineStoreRole")
+    _, group = only(template_json, "AWS::SageMaker::FeatureGroup")
     properties = group["Properties"]
     assert properties["FeatureGroupName"] == config.feature_group_name
     offline = properties["OfflineStoreConfig"]
@@ -260,8 +249,8 @@ def test_offline_store_is_encrypted_in_the_data_bucket_with_glue_table(template_
 
 
 def test_feature_group_waits_for_its_role_policy(template_json):
-    _, group = the_one(template_json, "AWS::SageMaker::FeatureGroup")
-    policy_id, _ = the_one(template_json, "AWS::IAM::Policy", "ReviewsFeatureStoreOfflineStoreRole")
+    _, group = only(template_json, "AWS::SageMaker::FeatureGroup")
+    policy_id, _ = only(template_json, "AWS::IAM::Policy", "ReviewsFeatureStoreOfflineStoreRole")
     assert policy_id in group["DependsOn"]
 
 
@@ -280,8 +269,8 @@ def test_model_package_group_is_named_for_the_environment(template, config):
 
 
 def test_athena_workgroup_encrypts_enforced_results_with_the_key(template_json, config):
-    key_id, _ = the_one(template_json, "AWS::KMS::Key")
-    _, workgroup = the_one(template_json, "AWS::Athena::WorkGroup")
+    key_id, _ = only(template_json, "AWS::KMS::Key")
+    _, workgroup = only(template_json, "AWS::Athena::WorkGroup")
     properties = workgroup["Properties"]
     assert properties["Name"] == config.athena_workgroup_name
     configuration = properties["WorkGroupConfiguration"]
@@ -305,7 +294,7 @@ FROZEN_BUCKET_IDS = {"StorageAccessLogsBucketFEE4D6FB", "StorageDataBucketB1B922
 def test_stateful_logical_ids_are_frozen(template_json):
     # Renaming one of these replaces the resource (and can destroy its data): never change them.
     for resource_type, logical_id in FROZEN_LOGICAL_IDS.items():
-        assert the_one(template_json, resource_type)[0] == logical_id
+        assert only(template_json, resource_type)[0] == logical_id
     assert set(resources_of_type(template_json, "AWS::S3::Bucket")) == FROZEN_BUCKET_IDS
 
 
