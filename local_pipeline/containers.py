@@ -29,12 +29,6 @@ PARITY_ENV_BY_REPOSITORY = {
     "huggingface-pytorch-inference": "inference",
 }
 
-# What the images' Dockerfiles set that the toolkits read (ENV lines).
-IMAGE_ENVIRONMENT = {
-    "training": {},
-    "inference": {},
-}
-
 
 class ContainerError(Exception):
     """The job's image cannot be run here (no parity env, no mount namespace...)."""
@@ -60,10 +54,6 @@ class ParityImage:
     @property
     def python(self) -> Path:
         return self.bin_dir / "python"
-
-    @property
-    def environment(self) -> dict[str, str]:
-        return dict(IMAGE_ENVIRONMENT.get(self.name, {}))
 
 
 def parity_image(image_uri: str, parity_root: Path = PARITY_ROOT) -> ParityImage:
@@ -127,7 +117,6 @@ def run_container(
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
-        **image.environment,
         **environment,
     }
     full_command = [*_namespace_prefix(), "sh", "-c", _MOUNT_AND_RUN, "mount-and-run", str(opt_ml), str(hosts_file), *command]
