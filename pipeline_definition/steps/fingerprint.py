@@ -55,8 +55,7 @@ def input_fingerprint(step: ProcessingStep, report: PropertyFile) -> InputFinger
 def build_fingerprint_step(
     settings: PipelineDefinitionSettings, params: PipelineParameters, report: PropertyFile, session
 ) -> ProcessingStep:
-    deploy_time = settings.deploy_time
-    processor = bundled_script.processor(
+    step_args = bundled_script.run_args(
         settings,
         script_name=SCRIPT,
         instance_type=params.processing_instance_type,
@@ -65,15 +64,13 @@ def build_fingerprint_step(
         base_job_name="fingerprint-reviews",
         env={"AWS_DEFAULT_REGION": settings.region},
         session=session,
-    )
-    step_args = processor.run(
         # No data input: the job lists the prefix (s3:ListBucket) rather than downloading it.
-        inputs=[bundled_script.code_input(deploy_time.code_bundle_s3_uri)],
+        inputs=[],
         outputs=[
             ProcessingOutput(
                 output_name=OUTPUT_NAME,
                 source=OUTPUT_DIR,
-                destination=execution_s3_uri(deploy_time.data_bucket_name, FINGERPRINT_PREFIX),
+                destination=execution_s3_uri(settings.deploy_time.data_bucket_name, FINGERPRINT_PREFIX),
             )
         ],
         arguments=["--input-s3-uri", params.input_data_s3_uri, "--output-dir", OUTPUT_DIR],

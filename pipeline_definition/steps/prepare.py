@@ -53,8 +53,7 @@ def prepare_arguments(settings: PipelineDefinitionSettings, params: PipelinePara
 def build_prepare_step(
     settings: PipelineDefinitionSettings, params: PipelineParameters, fingerprint: InputFingerprint, session
 ) -> ProcessingStep:
-    deploy_time = settings.deploy_time
-    processor = bundled_script.processor(
+    step_args = bundled_script.run_args(
         settings,
         script_name=SCRIPT,
         instance_type=params.processing_instance_type,
@@ -63,10 +62,7 @@ def build_prepare_step(
         # prepare ingests into the Feature Store, which needs the region.
         env={"AWS_DEFAULT_REGION": settings.region},
         session=session,
-    )
-    step_args = processor.run(
         inputs=[
-            bundled_script.code_input(deploy_time.code_bundle_s3_uri),
             # Every host sees every raw file; prepare picks its own share by host index.
             ProcessingInput(
                 input_name="raw-reviews",
@@ -79,7 +75,7 @@ def build_prepare_step(
             ProcessingOutput(
                 output_name=name,
                 source=f"{OUTPUT_DIR}/{name}",
-                destination=execution_s3_uri(deploy_time.data_bucket_name, PREPARED_PREFIX, name),
+                destination=execution_s3_uri(settings.deploy_time.data_bucket_name, PREPARED_PREFIX, name),
             )
             for name in OUTPUT_NAMES
         ],
