@@ -47,3 +47,22 @@ def skip_lambda_checks(function: IConstruct, *, concurrency: str, dead_letter_qu
     skip_checkov(function, LAMBDA_RESERVED_CONCURRENCY, concurrency)
     skip_checkov(function, LAMBDA_DEAD_LETTER_QUEUE, dead_letter_queue)
     skip_checkov(function, LAMBDA_IN_VPC, vpc)
+
+
+def skip_cdk_provider_checks(
+    function: IConstruct | None, *, where: str, what: str, runs_when: str, service: str, calls_on: str
+) -> None:
+    """The Lambda checks for a function the CDK itself adds behind a custom resource (`what`,
+    found at `where`): CloudFormation alone invokes it, on `runs_when`, and it calls only
+    `service` on `calls_on`. A missing function means the CDK moved it: fail, not skip."""
+    if function is None:
+        raise LookupError(f"{where}: {what} is not where it used to be")
+    skip_lambda_checks(
+        function,
+        concurrency=f"{what} runs only when CloudFormation {runs_when}; reserving concurrency for it "
+        "would only take from the account.",
+        dead_letter_queue="CloudFormation invokes it as a custom resource and reports a failure as a "
+        "failed stack operation; no one would read a dead-letter queue.",
+        vpc=f"It calls only the {service} API on {calls_on} and reaches no private network resource; "
+        f"a VPC would need NAT or an {service} endpoint and narrow nothing its role does not.",
+    )

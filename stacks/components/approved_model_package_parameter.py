@@ -24,7 +24,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from stacks.checkov_skips import skip_lambda_checks
+from stacks.checkov_skips import skip_cdk_provider_checks
 
 from stacks.components.lifecycle import log_retention, removal_policy
 
@@ -120,17 +120,10 @@ _AWS_CUSTOM_RESOURCE_FUNCTION_ID = "AWS679f53fac002430cb0da5b7982bd2287"
 
 
 def _skip_singleton_function_checks(stack: cdk.Stack) -> None:
-    function = stack.node.try_find_child(_AWS_CUSTOM_RESOURCE_FUNCTION_ID)
-    if function is None:
-        raise LookupError(f"{stack.node.path}: CDK's AwsCustomResource function is not where it used to be")
-    skip_lambda_checks(
-        function,
-        concurrency="CDK's AwsCustomResource function runs only when CloudFormation creates or deletes "
-        "this parameter; reserving concurrency for it would only take from the account.",
-        dead_letter_queue="CloudFormation invokes it as a custom resource and reports a failure as a "
-        "failed stack operation; no one would read a dead-letter queue.",
-        vpc="It calls only the SSM API on this one parameter and reaches no private network resource; "
-        "a VPC would need NAT or an SSM endpoint and narrow nothing its role does not.",
+    skip_cdk_provider_checks(
+        stack.node.try_find_child(_AWS_CUSTOM_RESOURCE_FUNCTION_ID),
+        where=stack.node.path, what="CDK's AwsCustomResource function",
+        runs_when="creates or deletes this parameter", service="SSM", calls_on="this one parameter",
     )
 
 

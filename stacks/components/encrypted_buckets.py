@@ -12,7 +12,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from stacks.checkov_skips import skip_checkov, skip_lambda_checks
+from stacks.checkov_skips import skip_cdk_provider_checks, skip_checkov
 from stacks.components.lifecycle import removal_policy
 from stacks.nag_suppressions import suppress
 
@@ -151,17 +151,11 @@ _AUTO_DELETE_PROVIDER_ID = "Custom::S3AutoDeleteObjectsCustomResourceProvider"
 
 def _skip_auto_delete_provider_checks(stack: cdk.Stack) -> None:
     provider = stack.node.try_find_child(_AUTO_DELETE_PROVIDER_ID)
-    handler = provider.node.try_find_child("Handler") if provider is not None else None
-    if handler is None:
-        raise LookupError(f"{stack.node.path}: CDK's auto-delete-objects provider is not where it used to be")
-    skip_lambda_checks(
-        handler,
-        concurrency="CDK's auto-delete-objects provider runs only when CloudFormation deletes a bucket "
-        "of this destroyable environment; reserving concurrency for it would only take from the account.",
-        dead_letter_queue="CloudFormation invokes it as a custom resource and reports a failure as a "
-        "failed stack operation; no one would read a dead-letter queue.",
-        vpc="It calls only the S3 API on this stack's buckets and reaches no private network resource; "
-        "a VPC would need NAT or an S3 endpoint and narrow nothing its role does not.",
+    skip_cdk_provider_checks(
+        provider.node.try_find_child("Handler") if provider is not None else None,
+        where=stack.node.path, what="CDK's auto-delete-objects provider",
+        runs_when="deletes a bucket of this destroyable environment",
+        service="S3", calls_on="this stack's buckets",
     )
 
 
