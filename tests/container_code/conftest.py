@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from local_pipeline.sagemaker_dirs import TrainingJobDirs
+from support.training_job_dirs import TrainingJobDirs
 from tiny_roberta import build_tiny_roberta, write_prepared_splits
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]

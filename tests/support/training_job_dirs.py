@@ -1,5 +1,6 @@
-"""SageMaker's container directories (/opt/ml/...) mapped into a local work folder, and the
-job configuration files SageMaker writes there, so the step scripts run locally unchanged."""
+"""A training job's /opt/ml in a test folder, with the job configuration files SageMaker
+writes there, so container_code's tests can run train.py through the sagemaker-training
+toolkit directly (the pipeline run itself goes through local_pipeline/jobs.py)."""
 
 from __future__ import annotations
 
