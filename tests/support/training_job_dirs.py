@@ -93,34 +93,3 @@ class TrainingJobDirs:
             _replace_tree(Path(source), self.channel(name))
         self.model.mkdir(parents=True, exist_ok=True)
         self.output_data.mkdir(parents=True, exist_ok=True)
-
-
-@dataclass(frozen=True)
-class ProcessingJobDirs:
-    """A processing job's /opt/ml/processing (and /opt/ml/config), rooted at base."""
-
-    base: Path
-
-    def input(self, name: str) -> Path:
-        return self.base / "processing" / "input" / name
-
-    def output(self, name: str) -> Path:
-        return self.base / "processing" / name
-
-    @property
-    def resource_config(self) -> Path:
-        return self.base / "config" / "resourceconfig.json"
-
-    def stage_input(self, name: str, source: Path) -> Path:
-        """A ProcessingInput: the source (file or folder) copied to /opt/ml/processing/input/<name>."""
-        destination = self.input(name)
-        source = Path(source)
-        if source.is_dir():
-            _replace_tree(source, destination)
-        else:
-            destination.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, destination / source.name)
-        return destination
-
-    def write_resource_config(self) -> Path:
-        return _write_json(self.resource_config, {"current_host": LOCAL_HOST, "hosts": [LOCAL_HOST]})
