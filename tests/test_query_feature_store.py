@@ -19,6 +19,7 @@ from botocore.stub import Stubber
 
 import reviews
 from stacks.config import load_environment
+from support.aws_fault_proxy import AwsFaultProxy
 from tools import query_feature_store as helper
 
 ENVIRONMENT = "dev"
@@ -151,6 +152,23 @@ def test_null_cells_stay_empty(deployed_foundation, moto_endpoint):
         progress=lambda _: None,
     )
     assert output.getvalue().splitlines() == ["review_id,review_body", "r1,", "r2,NA"]
+
+
+def test_throttled_athena_calls_are_retried_by_the_sdks_clients(deployed_foundation, moto_endpoint, monkeypatch):
+    queue_athena_result(moto_endpoint, [HEADER, *TRAIN_ROWS])
+    with AwsFaultProxy(moto_endpoint) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        proxy.inject("StartQueryExecution", times=1)
+        proxy.inject("GetQueryExecution", error_code="InternalServerException", status=500, times=1)
+        output = io.StringIO()
+        written = helper.query_split(
+            session=helper.make_session(CONFIG.region), feature_group_name=CONFIG.feature_group_name,
+            workgroup=CONFIG.athena_workgroup_name, split="train", output=output, poll_interval_s=0.01,
+            progress=lambda _: None,
+        )
+    assert written == 2 and len(output.getvalue().splitlines()) == 3
+    assert proxy.count("StartQueryExecution") == 2 and proxy.count("StartQueryExecution", forwarded_only=True) == 1
+    assert proxy.count("GetQueryExecution", forwarded_only=True) >= 1 and proxy.count("GET /data-bucket/*") >= 1
 
 
 def test_command_line_writes_the_csv_file(deployed_foundation, moto_endpoint, tmp_path, capsys):
