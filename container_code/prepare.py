@@ -79,6 +79,10 @@ class PrepareError(Exception):
     """Input or settings that prepare cannot work with; the message says what to fix."""
 
 
+class IngestionFailed(Exception):
+    """Nothing could be ingested (the feature group could not be described): exit status 1."""
+
+
 class UsageError(SystemExit):
     """A bad command line: argparse's exit (status 2), carrying its one-line message."""
 
@@ -143,9 +147,9 @@ class PrepareSettings:
     log_every_rows: int
     ingest: bool
     feature_group_name: str | None
-    featurestore_endpoint_url: str | None
     ingest_max_workers: int
     ingest_max_attempts: int
+    ingest_retry_mode: str = "standard"
     event_time: str | None = None
     input_digest: str | None = None
     expected_input_files: int | None = None
@@ -214,9 +218,9 @@ def build_argument_parser() -> argparse.ArgumentParser:
     ingest = parser.add_argument_group("feature store")
     ingest.add_argument("--ingest", type=reviews.bool_argument, default="false", metavar="{true,false}", help="put every written record into the feature group")
     ingest.add_argument("--feature-group-name", default=None, help="required with --ingest true")
-    ingest.add_argument("--featurestore-endpoint-url", default=None, help="featurestore runtime endpoint; unset, boto3 resolves it (honouring AWS_ENDPOINT_URL_SAGEMAKER_FEATURESTORE_RUNTIME)")
-    ingest.add_argument("--ingest-max-workers", type=_positive_int, default=8, help="concurrent PutRecord calls")
-    ingest.add_argument("--ingest-max-attempts", type=_positive_int, default=5, help="attempts per record on throttling/5xx")
+    ingest.add_argument("--ingest-max-workers", type=_positive_int, default=8, help="FeatureGroup.ingest's max_workers: concurrent PutRecord calls")
+    ingest.add_argument("--ingest-max-attempts", type=_positive_int, default=5, help="botocore's total_max_attempts per record (throttling, 5xx, connection errors)")
+    ingest.add_argument("--ingest-retry-mode", choices=("standard", "adaptive"), default="standard", help="botocore's retry mode for PutRecord")
     return parser
 
 
@@ -245,9 +249,9 @@ def parse_settings(argv: Sequence[str] | None = None) -> PrepareSettings:
         log_every_rows=args.log_every_rows,
         ingest=args.ingest,
         feature_group_name=args.feature_group_name,
-        featurestore_endpoint_url=args.featurestore_endpoint_url,
         ingest_max_workers=args.ingest_max_workers,
         ingest_max_attempts=args.ingest_max_attempts,
+        ingest_retry_mode=args.ingest_retry_mode,
         event_time=args.event_time,
         input_digest=args.input_digest,
         expected_input_files=args.expected_input_files,
@@ -650,13 +654,13 @@ def ingest(records_by_split: dict[str, list[dict]], settings: PrepareSettings):
         feature_group_name=settings.feature_group_name,
         max_workers=settings.ingest_max_workers,
         max_attempts=settings.ingest_max_attempts,
-        log_every_records=max(settings.log_every_rows // 10, 100),
-    )
-    client = ingestion.make_featurestore_client(
-        endpoint_url=settings.featurestore_endpoint_url, max_workers=settings.ingest_max_workers
+        retry_mode=settings.ingest_retry_mode,
     )
     records = (record for name in reviews.SPLIT_NAMES for record in records_by_split[name])
-    return ingestion.ingest_records(client, records, ingestion_settings)
+    try:
+        return ingestion.ingest_records(records, ingestion_settings)
+    except ingestion.FeatureGroupUnavailable as error:
+        raise IngestionFailed(str(error)) from error
 
 
 def build_report(
@@ -842,6 +846,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         report = run(settings)
     except PrepareError as error:
         return fail(settings.exit_message_file, str(error), 2)
+    except IngestionFailed as error:
+        return fail(settings.exit_message_file, str(error), 1)
     except Exception as error:
         # A bug or the machine (memory, disk): the traceback goes to the log, the reason to
         # the exit message, so the job does not fail without one.

@@ -90,6 +90,8 @@ TRAINING_IMAGE_PACKAGES = ImagePackages(
         ("scikit-learn", "1.9.1"),
         ("matplotlib", "3.11.2"),  # comes with seaborn; evaluate.py draws its confusion matrix
         ("sagemaker-training", "5.1.4"),
+        # The SageMaker Python SDK: prepare ingests with its FeatureGroup.ingest.
+        ("sagemaker", "2.254.1"),
         ("boto3", "1.40.49"),
     ),
 )

@@ -17,7 +17,7 @@ from hypothesis import given, settings as hypothesis_settings, strategies as st
 
 import prepare
 import reviews
-from data_support import FakeFeatureStore, PlannedError, minilm_tokenizer_dir, write_csv
+from data_support import DEV_FEATURE_GROUP, FakeFeatureStore, PlannedError, minilm_tokenizer_dir, write_csv
 
 CONTAINER_CODE = Path(prepare.__file__).resolve().parent
 COLUMNS = ("review_id", "star_rating", "review_body", "product_category")
@@ -571,28 +571,43 @@ def test_column_names_are_configurable(tmp_path):
     assert {r["date"] for r in read_split(tmp_path / "output", "train")} == {"2020-02-02T00:00:00Z"}
 
 
-def test_failed_ingestion_is_reported_and_fails_the_job(tmp_path, monkeypatch):
+def run_with_ingestion(tmp_path, monkeypatch, store: FakeFeatureStore, group: str) -> int:
     write_csv(tmp_path / "input" / "reviews.csv", review_rows({1: 5, 3: 5, 5: 5}), COLUMNS)
-    store = FakeFeatureStore(errors_by_record_id={"r3-002": PlannedError(400, "ValidationError")}).start()
+    # FeatureGroup.ingest builds its clients from the environment, as boto3 does in the job.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_FEATURESTORE_RUNTIME", store.endpoint_url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", store.endpoint_url)
     try:
-        exit_code = prepare.main(
+        return prepare.main(
             [
                 "--input-dir", str(tmp_path / "input"), "--output-dir", str(tmp_path / "output"),
                 "--resource-config", str(tmp_path / "none.json"), "--tokenizer", str(minilm_tokenizer_dir()),
-                "--num-workers", "1", "--ingest", "true", "--feature-group-name", "fg",
-                "--featurestore-endpoint-url", store.endpoint_url, "--event-time", EVENT_TIME,
+                "--num-workers", "1", "--ingest", "true", "--feature-group-name", group, "--event-time", EVENT_TIME,
                 "--train-fraction", "0.6", "--validation-fraction", "0.2", "--test-fraction", "0.2",
                 "--exit-message-file", str(tmp_path / "message"),
             ]
         )
     finally:
         store.stop()
-    assert exit_code == 1
+
+
+def test_failed_ingestion_is_reported_and_fails_the_job(tmp_path, monkeypatch):
+    store = FakeFeatureStore(errors_by_record_id={"r3-002": PlannedError(400, "ValidationError")}).start()
+    assert run_with_ingestion(tmp_path, monkeypatch, store, DEV_FEATURE_GROUP) == 1
     report = json.loads((tmp_path / "output" / "report" / "prepare_report-algo-1.json").read_text())
     assert report["ingestion"]["failed"] == 1 and report["ingestion"]["succeeded"] == 14
-    assert report["ingestion"]["first_errors"][0]["record_id"] == "r3-002"
-    assert report["ingestion"]["first_errors"][0]["error_code"] == "ValidationError"
-    assert (tmp_path / "message").read_text() == "prepare: 1 records could not be ingested into fg (see the report)\n"
+    assert report["ingestion"]["first_failed_record_ids"] == ["r3-002"]
+    assert (tmp_path / "message").read_text() == (
+        f"prepare: 1 records could not be ingested into {DEV_FEATURE_GROUP} (see the report)\n"
+    )
+
+
+def test_a_missing_feature_group_fails_the_job_with_its_reason(tmp_path, monkeypatch):
+    store = FakeFeatureStore().start()
+    assert run_with_ingestion(tmp_path, monkeypatch, store, "no-such-group") == 1
+    assert store.calls == []
+    reason = (tmp_path / "message").read_text()
+    assert reason.startswith("prepare: cannot ingest into feature group no-such-group: ")
+    assert "ResourceNotFound" in reason
 
 
 # ---------------------------------------------------------------------------------------------
@@ -650,8 +665,9 @@ def test_script_ingests_every_written_record_into_the_feature_group(small_input,
     store = FakeFeatureStore(fail_first_calls=[PlannedError(400, "ThrottlingException"), PlannedError(500, "InternalFailure")]).start()
     try:
         completed = run_prepare_script(
-            [*script_arguments(small_input, tmp_path), "--ingest", "true", "--feature-group-name", "review-classifier-dev-reviews"],
-            env={"AWS_ENDPOINT_URL_SAGEMAKER_FEATURESTORE_RUNTIME": store.endpoint_url},
+            [*script_arguments(small_input, tmp_path), "--ingest", "true", "--feature-group-name", DEV_FEATURE_GROUP],
+            env={"AWS_ENDPOINT_URL_SAGEMAKER_FEATURESTORE_RUNTIME": store.endpoint_url,
+                 "AWS_ENDPOINT_URL_SAGEMAKER": store.endpoint_url},
         )
     finally:
         store.stop()
@@ -659,7 +675,9 @@ def test_script_ingests_every_written_record_into_the_feature_group(small_input,
 
     report = json.loads((tmp_path / "report" / "prepare_report-algo-1.json").read_text())
     assert report["ingestion"]["succeeded"] == report["rows_written"]["total"] == 30
-    assert report["ingestion"]["retries"] == 2 and report["ingestion"]["failed"] == 0
+    assert report["ingestion"]["failed"] == 0 and report["ingestion"]["retry_mode"] == "standard"
+    assert len(store.calls) == 30 + 2  # the throttled and the failed call were retried by botocore
+    assert store.described == [DEV_FEATURE_GROUP]
     written = {r["review_id"]: r for split in reviews.SPLIT_NAMES for r in read_split(tmp_path, split)}
     assert store.stored_record_ids() == {review_id: 1 for review_id in written}
     for review_id, features in store.stored_records().items():
