@@ -66,6 +66,8 @@ class ApprovalDeployerProps:
     retain_on_delete: bool
     # The environment key: encrypts both queues, the log group and the function's environment.
     key: kms.IKey
+    # Fixed where another account's policies must name the role (a promotion target); else generated.
+    role_name: str | None = None
 
 
 class ApprovalDeployer(Construct):
@@ -151,6 +153,7 @@ class ApprovalDeployer(Construct):
         role = iam.Role(
             self,
             "HandlerRole",
+            role_name=props.role_name,
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"Moves the {props.environment_name} serving stack to the latest Approved model package",
         )

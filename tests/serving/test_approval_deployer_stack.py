@@ -209,6 +209,8 @@ def test_deployer_holds_exactly_what_its_handler_calls(serving, config):
         "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
         # the environment key: the function's environment, the queues' messages, sending to the DLQ
         "kms:Decrypt", "kms:GenerateDataKey",
+        # a promoting environment's deployer checks the promoted artifact's SHA-256 in the source bucket
+        *(() if config.trains else ("s3:GetObject",)),
     }
     (consume,) = [s for s in statements if "sqs:ReceiveMessage" in as_list(s["Action"])]
     assert "ApprovalEventsQueue" in json.dumps(consume["Resource"])
