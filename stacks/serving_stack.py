@@ -118,6 +118,7 @@ class ServingStack(cdk.Stack):
                 retain_on_delete=config.retain_on_delete,
                 key=shared.key,
                 role_name=config.approval_deployer_role_name if promotion_source else None,
+                promotion_source_prefix=promotion_source.package_arn_prefix if promotion_source else None,
             ),
         )
         if promotion_source is not None:

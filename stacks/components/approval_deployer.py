@@ -68,6 +68,9 @@ class ApprovalDeployerProps:
     key: kms.IKey
     # Fixed where another account's policies must name the role (a promotion target); else generated.
     role_name: str | None = None
+    # A promoting environment: the ARN prefix of its source group's versions (the handler serves
+    # verified promotions of them only).
+    promotion_source_prefix: str | None = None
 
 
 class ApprovalDeployer(Construct):
@@ -178,6 +181,8 @@ class ApprovalDeployer(Construct):
                 "MODEL_PACKAGE_GROUP_NAME": props.model_package_group_name,
                 "ENVIRONMENT_NAME": props.environment_name,
                 "METRIC_NAMESPACE": props.metric_namespace,
+                **({"PROMOTION_SOURCE_PACKAGE_PREFIX": props.promotion_source_prefix}
+                   if props.promotion_source_prefix else {}),
             },
         )
         self.function.add_event_source(event_sources.SqsEventSource(

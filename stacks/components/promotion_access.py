@@ -63,6 +63,10 @@ class PromotionSource:
     region: str
     model_package_group_name: str
 
+    @property
+    def package_arn_prefix(self) -> str:
+        return f"arn:aws:sagemaker:{self.region}:{self.account}:model-package/{self.model_package_group_name}/"
+
 
 def group_arns(region: str, account: str, group: str) -> list[str]:
     """The group and its versions (literal ARNs: the other account's are known from config only);
