@@ -283,3 +283,32 @@ def test_an_approved_promoted_version_whose_digest_fails_is_dead_lettered_and_no
     assert world.update_stack_calls == 0
     assert world.declared() != arn
     assert world.metric(deployer.PROMOTION_FAILURES_METRIC)["Sum"] == 1
+
+
+# --- The command line -----------------------------------------------------------------------------
+
+def test_the_command_refuses_a_pair_cdk_json_does_not_declare(capsys):
+    from tools.promote_model import main
+
+    assert main(["--from", "dev", "--to", "prod", "--version", "1"]) == 1
+    assert "not promoted: prod does not promote from dev" in capsys.readouterr().err
+    with pytest.raises(SystemExit, match="unknown environment 'qa'"):
+        main(["--from", "qa", "--to", "prod", "--version", "1"])
+
+
+def test_the_command_promotes_and_says_what_to_approve(accounts, monkeypatch, capsys, moto_endpoint):
+    from tools.promote_model import main
+
+    source_arn = accounts.register_in_staging(accounts.seal(b"from the command line"))
+    # The command's own clients, routed as AWS routes them (tests/support/moto_accounts.py).
+    real_client = boto3.client
+
+    def routed_client(service, **kwargs):
+        return route_to_owner(real_client(service, endpoint_url=moto_endpoint, **kwargs), PROD.account,
+                              {SOURCE_BUCKET: STAGING.account})
+
+    monkeypatch.setattr(boto3, "client", routed_client)
+    assert main(["--from", "staging", "--to", "prod", "--version", str(version_of(source_arn))]) == 0
+    [package] = accounts.prod_packages()
+    assert f"{source_arn} (sha256 {hashlib.sha256(b'from the command line').hexdigest()}) promoted as " \
+           f"{package['ModelPackageArn']}, PendingManualApproval: approve it in prod" in capsys.readouterr().out
