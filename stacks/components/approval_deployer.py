@@ -181,7 +181,7 @@ class ApprovalDeployer(Construct):
                 "MODEL_PACKAGE_GROUP_NAME": props.model_package_group_name,
                 "ENVIRONMENT_NAME": props.environment_name,
                 "METRIC_NAMESPACE": props.metric_namespace,
-                **({"PROMOTION_SOURCE_PACKAGE_PREFIX": props.promotion_source_prefix}
+                **({"PROMOTION_SOURCE_PREFIX": props.promotion_source_prefix}
                    if props.promotion_source_prefix else {}),
             },
         )

@@ -254,8 +254,13 @@ def test_handler_environment_names_this_stack_and_its_update_role(serving, confi
         "MODEL_PACKAGE_GROUP_NAME": config.model_package_group_name,
         "ENVIRONMENT_NAME": config.name,
         "METRIC_NAMESPACE": METRIC_NAMESPACE,
+        # an environment that promotes serves promotions of its source group's versions only
+        **({} if config.trains else {"PROMOTION_SOURCE_PREFIX": (
+            f"arn:aws:sagemaker:{config.region}:{load_environment(config.model_source.promote_from).account}:"
+            f"model-package/{load_environment(config.model_source.promote_from).model_package_group_name}/")}),
     }
-    assert set(variables) == {field.upper() for field in handler.Settings.__dataclass_fields__}
+    optional = {"PROMOTION_SOURCE_PREFIX"} - set(variables)
+    assert set(variables) | optional == {field.upper() for field in handler.Settings.__dataclass_fields__}
 
 
 # --- No path to admin: the approval update role ---------------------------------------------------------

@@ -312,3 +312,10 @@ def test_the_command_promotes_and_says_what_to_approve(accounts, monkeypatch, ca
     [package] = accounts.prod_packages()
     assert f"{source_arn} (sha256 {hashlib.sha256(b'from the command line').hexdigest()}) promoted as " \
            f"{package['ModelPackageArn']}, PendingManualApproval: approve it in prod" in capsys.readouterr().out
+
+
+def test_the_deployer_reads_its_promotion_source_from_its_environment():
+    environ = {name.upper(): str(value) for name, value in vars(PROD_SETTINGS).items()}
+    assert deployer.Settings.from_environment(environ) == PROD_SETTINGS
+    del environ["PROMOTION_SOURCE_PREFIX"]  # an environment that trains
+    assert deployer.Settings.from_environment(environ).promotion_source_prefix == ""

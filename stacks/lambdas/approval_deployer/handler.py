@@ -132,7 +132,7 @@ class Settings:
         if missing:
             raise RuntimeError(f"approval deployer is misconfigured: missing environment variables {missing}")
         return cls(**{field: environ[variable] for field, variable in names.items()},
-                   promotion_source_prefix=environ.get("PROMOTION_SOURCE_PACKAGE_PREFIX", ""))
+                   promotion_source_prefix=environ.get("PROMOTION_SOURCE_PREFIX", ""))
 
 
 @dataclass(frozen=True)
