@@ -267,8 +267,8 @@ def parse_environment(name: str, raw: object) -> EnvironmentConfig:
 
 
 def _check_model_sources(configs: Mapping[str, EnvironmentConfig]) -> None:
-    """Every `promote_from` names another environment that exists, and following them never
-    comes back to where it started (a promotion chain ends at an environment that trains)."""
+    """Every `promote_from` names another environment that exists, in the same region, that
+    trains: no cycle, and no chain (the artifact stays where it was trained: one hop)."""
     for config in configs.values():
         key = f"{ENVIRONMENTS_CONTEXT_KEY}.{config.name}.model_source.promote_from"
         source = config.model_source.promote_from
@@ -288,6 +288,12 @@ def _check_model_sources(configs: Mapping[str, EnvironmentConfig]) -> None:
                 raise ConfigError(f"{key}: promotions form a cycle ({cycle}); one environment in it must train")
             chain.append(source)
             source = configs[source].model_source.promote_from
+        source = config.model_source.promote_from
+        if not configs[source].trains:
+            # A promoted version's artifact stays in the bucket of the environment that trained it;
+            # the policies grant one hop (docs/serving.md#promotion-across-accounts).
+            raise ConfigError(f"{key}: '{source}' promotes from '{configs[source].model_source.promote_from}' itself; "
+                              "promote from an environment that trains")
 
 
 def parse_all_environments(context_value: object) -> dict[str, EnvironmentConfig]:

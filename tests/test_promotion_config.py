@@ -38,10 +38,17 @@ def test_cdk_json_trains_in_dev_and_staging_and_promotes_staging_to_prod():
     assert promotion_targets(configs["prod"], configs) == () == promotion_targets(configs["dev"], configs)
 
 
-def test_a_chain_of_promotions_is_accepted():
-    configs = parse_all_environments(environments(staging="dev", prod="staging"))
+def test_staging_may_promote_from_dev_when_prod_does_not_promote_from_staging():
+    configs = parse_all_environments(environments(staging="dev", prod=None))
     assert promotion_source(configs["staging"], configs).name == "dev"
-    assert promotion_source(configs["prod"], configs).name == "staging"
+    assert promotion_targets(configs["dev"], configs) == (configs["staging"],)
+
+
+def test_a_chain_of_promotions_is_refused_by_key():
+    # The artifact stays in the bucket of the environment that trained it: one hop.
+    with pytest.raises(ConfigError, match=r"environments\.prod\.model_source\.promote_from: 'staging' promotes from "
+                                          r"'dev' itself; promote from an environment that trains"):
+        parse_environments(environments(staging="dev", prod="staging"))
 
 
 def test_a_missing_source_is_refused_by_key():
