@@ -7,37 +7,76 @@ from __future__ import annotations
 
 import aws_cdk as cdk
 
-from stacks.config import ENVIRONMENTS_CONTEXT_KEY, EnvironmentConfig, parse_environments
+from stacks.components.promotion_access import PromotionSource, PromotionTarget
+from stacks.config import (
+    ENVIRONMENTS_CONTEXT_KEY,
+    ConfigError,
+    EnvironmentConfig,
+    parse_all_environments,
+    promotion_source,
+    promotion_targets,
+)
 from stacks.foundation_stack import FoundationStack
 from stacks.pipeline_stack import PipelineStack
 from stacks.serving_stack import ServingStack
 
 
-def selected_environments(app: cdk.App) -> list[EnvironmentConfig]:
+def all_environments(app: cdk.App) -> dict[str, EnvironmentConfig]:
+    return parse_all_environments(app.node.try_get_context(ENVIRONMENTS_CONTEXT_KEY))
+
+
+def selected_environments(app: cdk.App, configs: dict[str, EnvironmentConfig]) -> list[EnvironmentConfig]:
     selected = app.node.try_get_context("env")
-    return parse_environments(app.node.try_get_context(ENVIRONMENTS_CONTEXT_KEY), selected=selected)
+    if selected is not None and selected not in configs:
+        raise ConfigError(f"unknown environment '{selected}' (-c env=...); known: {', '.join(sorted(configs))}")
+    return [configs[selected]] if selected is not None else list(configs.values())
 
 
-def build_environment(app: cdk.App, config: EnvironmentConfig) -> dict[str, cdk.Stack]:
+def as_promotion_target(config: EnvironmentConfig) -> PromotionTarget:
+    return PromotionTarget(
+        account=config.account,
+        serving_model_role_arn=config.role_arn(config.serving_model_role_name),
+        deployer_role_arn=config.role_arn(config.approval_deployer_role_name),
+        promotion_role_arn=config.role_arn(config.model_promotion_role_name),
+    )
+
+
+def as_promotion_source(config: EnvironmentConfig) -> PromotionSource:
+    return PromotionSource(environment_name=config.name, account=config.account, region=config.region,
+                           model_package_group_name=config.model_package_group_name)
+
+
+def build_environment(
+    app: cdk.App, config: EnvironmentConfig, configs: dict[str, EnvironmentConfig] | None = None,
+) -> dict[str, cdk.Stack]:
+    """The environment's stacks. One that promotes from another has no pipeline: its models are
+    the source's, promoted version by version (docs/serving.md#promotion-across-accounts)."""
+    configs = configs if configs is not None else {config.name: config}
     env = cdk.Environment(account=config.account, region=config.region)
+    source = promotion_source(config, configs)
     foundation = FoundationStack(
         app, config.stack_name("foundation"), config=config, env=env,
+        promotion_targets=tuple(as_promotion_target(target) for target in promotion_targets(config, configs)),
         description=f"Review classifier ({config.name}): storage, KMS, Feature Store, model registry, roles",
     )
-    pipeline = PipelineStack(
-        app, config.stack_name("pipeline"), config=config, shared=foundation.shared, env=env,
-        description=f"Review classifier ({config.name}): SageMaker training pipeline",
-    )
-    serving = ServingStack(
+    stacks: dict[str, cdk.Stack] = {"foundation": foundation}
+    if source is None:
+        stacks["pipeline"] = PipelineStack(
+            app, config.stack_name("pipeline"), config=config, shared=foundation.shared, env=env,
+            description=f"Review classifier ({config.name}): SageMaker training pipeline",
+        )
+    stacks["serving"] = ServingStack(
         app, config.stack_name("serving"), config=config, shared=foundation.shared, env=env,
+        promotion_source=as_promotion_source(source) if source is not None else None,
         description=f"Review classifier ({config.name}): endpoint that follows model approvals",
     )
-    for stack in (foundation, pipeline, serving):
+    for stack in stacks.values():
         for key, value in config.tags.items():
             cdk.Tags.of(stack).add(key, value)
-    return {"foundation": foundation, "pipeline": pipeline, "serving": serving}
+    return stacks
 
 
 def build_app(app: cdk.App) -> dict[str, dict[str, cdk.Stack]]:
     """Add every selected environment's stacks to `app`; returns them by environment name."""
-    return {config.name: build_environment(app, config) for config in selected_environments(app)}
+    configs = all_environments(app)
+    return {config.name: build_environment(app, config, configs) for config in selected_environments(app, configs)}

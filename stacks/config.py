@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -135,6 +135,13 @@ class ServingConfig(_Frozen):
         return self.serverless is not None
 
 
+class ModelSourceConfig(_Frozen):
+    """Where an environment's models come from: its own training pipeline (the default), or
+    model packages promoted from another environment's group (`promote_from`: its name)."""
+
+    promote_from: str | None = Field(default=None, min_length=1)
+
+
 class EnvironmentConfig(_Frozen):
     """One deployment environment (dev, staging or prod)."""
 
@@ -145,6 +152,7 @@ class EnvironmentConfig(_Frozen):
     log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731]
     tags: dict[str, str] = Field(default_factory=dict)
     feature_store: FeatureStoreConfig = FeatureStoreConfig()
+    model_source: ModelSourceConfig = ModelSourceConfig()
     pipeline: PipelineConfig
     serving: ServingConfig
 
@@ -173,6 +181,11 @@ class EnvironmentConfig(_Frozen):
                 input=status,
             )])
         return pipeline
+
+    @property
+    def trains(self) -> bool:
+        """True: its own pipeline trains and registers models; False: it serves promoted ones."""
+        return self.model_source.promote_from is None
 
     @property
     def retain_on_delete(self) -> bool:
@@ -214,6 +227,23 @@ class EnvironmentConfig(_Frozen):
         """Fixed, so the pipeline definition can carry a literal role ARN (no token lookup)."""
         return f"{self.resource_prefix}-pipeline-execution"
 
+    @property
+    def serving_model_role_name(self) -> str:
+        """Fixed, so that the source environment of a promotion can name it in its policies."""
+        return f"{self.resource_prefix}-serving-model"
+
+    @property
+    def approval_deployer_role_name(self) -> str:
+        return f"{self.resource_prefix}-approval-deployer"
+
+    @property
+    def model_promotion_role_name(self) -> str:
+        """The role a person assumes to run tools.promote_model into this environment."""
+        return f"{self.resource_prefix}-model-promotion"
+
+    def role_arn(self, role_name: str) -> str:
+        return f"arn:aws:iam::{self.account}:role/{role_name}"
+
     def stack_name(self, component: str) -> str:
         return f"{self.resource_prefix}-{component}"
 
@@ -236,18 +266,73 @@ def parse_environment(name: str, raw: object) -> EnvironmentConfig:
         raise ConfigError(_describe(error, name)) from None
 
 
-def parse_environments(context_value: object, selected: str | None = None) -> list[EnvironmentConfig]:
-    """Validate the `environments` context value; `selected` keeps only that environment."""
+def _check_model_sources(configs: Mapping[str, EnvironmentConfig]) -> None:
+    """Every `promote_from` names another environment that exists, in the same region, that
+    trains: no cycle, and no chain (the artifact stays where it was trained: one hop)."""
+    for config in configs.values():
+        key = f"{ENVIRONMENTS_CONTEXT_KEY}.{config.name}.model_source.promote_from"
+        source = config.model_source.promote_from
+        if source is None:
+            continue
+        if source not in configs:
+            known = ", ".join(sorted(configs))
+            raise ConfigError(f"{key}: no environment '{source}' to promote from; known: {known}")
+        if configs[source].region != config.region:
+            # A SageMaker model reads its artifact from a bucket in the endpoint's own region.
+            raise ConfigError(f"{key}: '{source}' is in {configs[source].region}, '{config.name}' in "
+                              f"{config.region}; a promoted package is served from its source's bucket, in one region")
+        chain = [config.name]
+        while source is not None:
+            if source in chain:
+                cycle = " -> ".join([*chain, source])
+                raise ConfigError(f"{key}: promotions form a cycle ({cycle}); one environment in it must train")
+            chain.append(source)
+            source = configs[source].model_source.promote_from
+        source = config.model_source.promote_from
+        if not configs[source].trains:
+            # A promoted version's artifact stays in the bucket of the environment that trained it;
+            # the policies grant one hop (docs/serving.md#promotion-across-accounts).
+            raise ConfigError(f"{key}: '{source}' promotes from '{configs[source].model_source.promote_from}' itself; "
+                              "promote from an environment that trains")
+
+
+def parse_all_environments(context_value: object) -> dict[str, EnvironmentConfig]:
+    """Validate every environment of the `environments` context value and how they promote."""
     if not isinstance(context_value, dict) or not context_value:
         raise ConfigError(f"context key '{ENVIRONMENTS_CONTEXT_KEY}' must be a non-empty object in cdk.json")
-    if selected is not None and selected not in context_value:
-        known = ", ".join(sorted(context_value))
+    configs = {name: parse_environment(name, raw) for name, raw in context_value.items()}
+    _check_model_sources(configs)
+    return configs
+
+
+def parse_environments(context_value: object, selected: str | None = None) -> list[EnvironmentConfig]:
+    """Validate the `environments` context value; `selected` keeps only that environment (all are
+    validated: a promotion's two ends need each other's accounts and names)."""
+    configs = parse_all_environments(context_value)
+    if selected is not None and selected not in configs:
+        known = ", ".join(sorted(configs))
         raise ConfigError(f"unknown environment '{selected}' (-c env=...); known: {known}")
-    names = [selected] if selected is not None else list(context_value)
-    return [parse_environment(name, context_value[name]) for name in names]
+    return [configs[selected]] if selected is not None else list(configs.values())
+
+
+def promotion_source(config: EnvironmentConfig, configs: Mapping[str, EnvironmentConfig]) -> EnvironmentConfig | None:
+    """The environment whose packages `config` serves, or None when it trains its own."""
+    return None if config.trains else configs[config.model_source.promote_from]
+
+
+def promotion_targets(config: EnvironmentConfig, configs: Mapping[str, EnvironmentConfig]) -> tuple[EnvironmentConfig, ...]:
+    """The environments that promote packages out of `config`'s group."""
+    return tuple(other for other in configs.values() if other.model_source.promote_from == config.name)
 
 
 def load_environment(name: str, cdk_json: Path = CDK_JSON) -> EnvironmentConfig:
     """Read one environment straight from cdk.json (for tools that run outside the CDK app)."""
-    context = json.loads(cdk_json.read_text())["context"]
-    return parse_environments(context.get(ENVIRONMENTS_CONTEXT_KEY), selected=name)[0]
+    return parse_environments(_environments_context(cdk_json), selected=name)[0]
+
+
+def load_all_environments(cdk_json: Path = CDK_JSON) -> dict[str, EnvironmentConfig]:
+    return parse_all_environments(_environments_context(cdk_json))
+
+
+def _environments_context(cdk_json: Path) -> object:
+    return json.loads(cdk_json.read_text())["context"].get(ENVIRONMENTS_CONTEXT_KEY)

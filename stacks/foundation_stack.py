@@ -23,6 +23,7 @@ from stacks.components.encrypted_buckets import (
 from stacks.components.feature_store_query_workgroup import FeatureStoreQueryWorkgroup
 from stacks.components.immutable_model_artifacts import ImmutableModelArtifacts
 from stacks.components.model_registry import ModelRegistry
+from stacks.components.promotion_access import PromotionSourceGrants, PromotionTarget
 from stacks.components.pipeline_execution_role import PipelineExecutionRole, PipelineExecutionRoleProps
 from stacks.components.reviews_feature_store import ReviewsFeatureStore, ReviewsFeatureStoreProps
 from stacks.config import EnvironmentConfig
@@ -31,7 +32,10 @@ from stacks.shared_resources import SharedResources
 
 class FoundationStack(cdk.Stack):
     # Construct ids below name stateful resources: they are frozen (renaming replaces the resource).
-    def __init__(self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, **kwargs) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: EnvironmentConfig,
+        promotion_targets: tuple[PromotionTarget, ...] = (), **kwargs,
+    ) -> None:
         super().__init__(scope, construct_id, **kwargs)
         storage = EncryptedBuckets(
             self,
@@ -94,6 +98,11 @@ class FoundationStack(cdk.Stack):
             prefix=IMMUTABLE_MODELS_PREFIX,
             writer_role=execution_role.role,
         )
+        if promotion_targets:
+            PromotionSourceGrants(
+                self, "PromotionSourceGrants", group=registry.model_package_group,
+                bucket=storage.artifacts_bucket, key=storage.key, targets=promotion_targets,
+            )
         workgroup = FeatureStoreQueryWorkgroup(
             self,
             "FeatureStoreQueries",

@@ -20,6 +20,7 @@ from stacks.components.approval_update_role import ApprovalUpdateRole, ApprovalU
 from stacks.components.approved_model_endpoint import ApprovedModelEndpoint, ApprovedModelEndpointProps
 from stacks.components.approved_model_package_parameter import NO_APPROVED_PACKAGE, parameter_arn
 from stacks.components.cdk_bootstrap import bootstrap_version_parameter_name
+from stacks.components.promotion_access import PromotedModelAccess, PromotedModelAccessProps, PromotionSource
 from stacks.config import EnvironmentConfig
 from stacks.shared_resources import SharedResources
 
@@ -35,6 +36,7 @@ class ServingStack(cdk.Stack):
         *,
         config: EnvironmentConfig,
         shared: SharedResources,
+        promotion_source: PromotionSource | None = None,
         **kwargs,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -75,6 +77,7 @@ class ServingStack(cdk.Stack):
                 data_bucket=shared.data_bucket,
                 artifacts_bucket=shared.artifacts_bucket,
                 image_repositories=image_registries.inference_repositories(config.region),
+                role_name=config.serving_model_role_name if promotion_source else None,
             ),
         )
         approved_package_parameter_arn = parameter_arn(self, config.approved_model_package_parameter_name)
@@ -114,8 +117,27 @@ class ServingStack(cdk.Stack):
                 log_retention_days=config.log_retention_days,
                 retain_on_delete=config.retain_on_delete,
                 key=shared.key,
+                role_name=config.approval_deployer_role_name if promotion_source else None,
+                promotion_source_prefix=promotion_source.package_arn_prefix if promotion_source else None,
             ),
         )
+        if promotion_source is not None:
+            self.promoted_model_access = PromotedModelAccess(
+                self,
+                "PromotedModelAccess",
+                props=PromotedModelAccessProps(
+                    source=promotion_source,
+                    model_package_group_name=config.model_package_group_name,
+                    promotion_role_name=config.model_promotion_role_name,
+                    serving_model_role=self.served.role,
+                    deployer_role=self.deployer.function.role,
+                ),
+            )
+            cdk.CfnOutput(
+                self, "ModelPromotionRoleArn", value=self.promoted_model_access.promotion_role.role_arn,
+                description=f"Assume it to run tools.promote_model --from {promotion_source.environment_name} "
+                            f"--to {config.name}",
+            )
 
         endpoint_output = cdk.CfnOutput(
             self, "EndpointName", value=config.endpoint_name,

@@ -12,7 +12,8 @@ applied before the one synthesis; asset staging goes to a temporary outdir):
   AwsSolutions errors and warnings).
 - `stack_key`: a test that asks for it is parametrized over every (env, component) pair,
   with ids like `dev-pipeline`, so `-k pipeline` or `-k dev-serving` selects one stack.
-- `environment_name`: a test that asks for it is parametrized over the environments in cdk.json.
+- `environment_name`: a test that asks for it is parametrized over the environments in cdk.json;
+  `training_environment_name` over those that train (have a pipeline stack).
 - `stack_template(stack_key)`, `stack_template_json(stack_key)`: shortcuts for that pair.
 
 Components are "foundation", "pipeline" and "serving"; environments are cdk.json's.
@@ -88,8 +89,16 @@ def moto_endpoint(moto_server):
 
 CDK_JSON = PROJECT_ROOT / "cdk.json"
 COMPONENTS = ("foundation", "pipeline", "serving")
-ENVIRONMENTS = tuple(json.loads(CDK_JSON.read_text())["context"]["environments"])
-STACK_KEYS = tuple((env, component) for env in ENVIRONMENTS for component in COMPONENTS)
+_RAW_ENVIRONMENTS = json.loads(CDK_JSON.read_text())["context"]["environments"]
+ENVIRONMENTS = tuple(_RAW_ENVIRONMENTS)
+# An environment that promotes models from another one has no pipeline stack.
+TRAINING_ENVIRONMENTS = tuple(
+    env for env, raw in _RAW_ENVIRONMENTS.items() if not (raw.get("model_source") or {}).get("promote_from")
+)
+STACK_KEYS = tuple(
+    (env, component) for env in ENVIRONMENTS for component in COMPONENTS
+    if component != "pipeline" or env in TRAINING_ENVIRONMENTS
+)
 NAG_PACK_PREFIX = "AwsSolutions-"
 
 
@@ -99,6 +108,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("stack_key", STACK_KEYS, ids=[f"{env}-{component}" for env, component in STACK_KEYS])
     if "environment_name" in metafunc.fixturenames:
         metafunc.parametrize("environment_name", ENVIRONMENTS)
+    if "training_environment_name" in metafunc.fixturenames:
+        metafunc.parametrize("training_environment_name", TRAINING_ENVIRONMENTS)
 
 
 @dataclass

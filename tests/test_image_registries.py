@@ -109,7 +109,8 @@ def deployment(request, synthesized_app) -> Deployment:
         return request.getfixturevalue("other_region_deployment")
     return Deployment(
         region=load_environment(request.param).region,
-        templates={component: synthesized_app.template_json(request.param, component) for component in COMPONENTS},
+        templates={component: synthesized_app.template_json(request.param, component) for component in COMPONENTS
+                   if (request.param, component) in synthesized_app.stacks},  # a promoting one has no pipeline
         nag_findings=[],  # tests/test_cdk_nag.py checks these stacks
     )
 
@@ -132,6 +133,8 @@ def test_model_role_pulls_exactly_the_inference_image(deployment):
 
 
 def test_roles_pull_what_the_generated_definition_runs(deployment):
+    if "pipeline" not in deployment.templates:
+        pytest.skip("this environment promotes models from another one: it runs no pipeline definition")
     images = definition_images(pipeline_definition_of(deployment.templates["pipeline"]))
     assert set(images) == set(DEFINITION_IMAGE_FIELDS), "an image field of the definition moved"
     assert pulled_repositories(deployment.templates["foundation"], PIPELINE_ROLE) == set().union(*images.values())

@@ -66,6 +66,11 @@ class ApprovalDeployerProps:
     retain_on_delete: bool
     # The environment key: encrypts both queues, the log group and the function's environment.
     key: kms.IKey
+    # Fixed where another account's policies must name the role (a promotion target); else generated.
+    role_name: str | None = None
+    # A promoting environment: the ARN prefix of its source group's versions (the handler serves
+    # verified promotions of them only).
+    promotion_source_prefix: str | None = None
 
 
 class ApprovalDeployer(Construct):
@@ -151,6 +156,7 @@ class ApprovalDeployer(Construct):
         role = iam.Role(
             self,
             "HandlerRole",
+            role_name=props.role_name,
             assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"Moves the {props.environment_name} serving stack to the latest Approved model package",
         )
@@ -175,6 +181,8 @@ class ApprovalDeployer(Construct):
                 "MODEL_PACKAGE_GROUP_NAME": props.model_package_group_name,
                 "ENVIRONMENT_NAME": props.environment_name,
                 "METRIC_NAMESPACE": props.metric_namespace,
+                **({"PROMOTION_SOURCE_PREFIX": props.promotion_source_prefix}
+                   if props.promotion_source_prefix else {}),
             },
         )
         self.function.add_event_source(event_sources.SqsEventSource(

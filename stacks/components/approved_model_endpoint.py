@@ -52,6 +52,8 @@ class ApprovedModelEndpointProps:
     artifacts_bucket: s3.IBucket
     # The inference image's builds: `image_registries.inference_repositories(region)`.
     image_repositories: tuple[ImageRepository, ...]
+    # Fixed where another account's policies must name the role (a promotion target); else generated.
+    role_name: str | None = None
 
 
 class ApprovedModelEndpoint(Construct):
@@ -99,6 +101,7 @@ class ApprovedModelEndpoint(Construct):
         role = iam.Role(
             self,
             "ModelExecutionRole",
+            role_name=props.role_name,
             assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
             description=f"Runs the {props.endpoint_name} endpoint's model container",
         )

@@ -9,6 +9,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import boto3
@@ -351,3 +352,58 @@ def test_a_prepare_failure_reaches_the_step_as_one_line(local_pipeline, baseline
                                 InputDataS3Uri=f"s3://{bucket}/{prefix}")
     _only(result, "PrepareReviews")
     assert result.failure_reason.endswith("AlgorithmError: exit code 2: prepare: the input holds no data rows (header lines only)")
+
+
+def test_the_registered_version_promoted_to_prod_serves_the_same_bytes(local_pipeline, baseline, monkeypatch):
+    """The run's registered version, approved in its group, promoted by tools/promote_model.py into
+    prod's group in prod's account; prod's version serves byte for byte what was trained and
+    evaluated, and prod's deployer verifies its digest. The executed definition is dev's (the one
+    run this module shares), so dev's group stands for staging's: the code is the same whichever
+    environment prod promotes from."""
+    from local_pipeline.iam import enforce_access_control, relax_access_control
+    from stacks.config import ModelSourceConfig
+    from stacks.lambdas.approval_deployer import handler as deployer
+    from support.moto_accounts import route_to_owner
+    from tools.promote_model import PromotionClients, promote
+
+    source = local_pipeline.config
+    target = load_environment("prod").model_copy(update={"model_source": ModelSourceConfig(promote_from=source.name)})
+    source_arn = baseline.step_properties["Register-RegisterModel"]["ModelPackageArn"]
+    trained = _read(local_pipeline, baseline.step_properties["TrainModel"]["ModelArtifacts"]["S3ModelArtifacts"])
+    local_pipeline.sagemaker.update_model_package(ModelPackageArn=source_arn, ModelApprovalStatus="Approved")
+    endpoint, bucket = os.environ["AWS_ENDPOINT_URL"], local_pipeline.environment.artifacts_bucket
+
+    # moto enforces IAM within one account and answers in MOTO_ACCOUNT_ID's: both off here, so that
+    # each request reaches the account owning what it names (the policies: tests/serving/test_promotion_policies.py).
+    relax_access_control(endpoint)
+    monkeypatch.delenv("MOTO_ACCOUNT_ID")
+    try:
+        def client(service: str):
+            return route_to_owner(boto3.client(service, endpoint_url=endpoint, region_name=target.region),
+                                  target.account, {bucket: source.account})
+
+        sagemaker, s3 = client("sagemaker"), client("s3")
+        sagemaker.create_model_package_group(ModelPackageGroupName=target.model_package_group_name)
+        promotion = promote(PromotionClients(sagemaker, s3, sagemaker), source, target, int(source_arn.rsplit("/", 1)[-1]))
+
+        package = sagemaker.describe_model_package(ModelPackageName=promotion.target_arn)
+        assert promotion.target_arn.split(":")[4] == target.account
+        assert package["ModelApprovalStatus"] == "PendingManualApproval"
+        served_url = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+        served_bucket, _, served_key = served_url[len("s3://"):].partition("/")
+        assert s3.get_object(Bucket=served_bucket, Key=served_key)["Body"].read() == trained
+        assert promotion.sha256 == hashlib.sha256(trained).hexdigest() in served_key
+
+        prod_deployer = deployer.Clients.create(endpoint_url=endpoint, region_name=target.region)
+        route_to_owner(prod_deployer.sagemaker, target.account)
+        route_to_owner(prod_deployer.s3, target.account, {bucket: source.account})
+        settings = deployer.Settings(
+            stack_name=target.stack_name("serving"), parameter_name="ApprovedModelPackageArn",
+            approved_package_parameter_name=target.approved_model_package_parameter_name,
+            cloudformation_role_arn="unused", dead_letter_queue_url="unused",
+            model_package_group_name=target.model_package_group_name, environment_name=target.name,
+            metric_namespace="unused", promotion_source_prefix=source_arn.rsplit("/", 1)[0] + "/",
+        )
+        deployer.verify_promoted_artifact(prod_deployer, settings, promotion.target_arn)
+    finally:
+        enforce_access_control(endpoint)

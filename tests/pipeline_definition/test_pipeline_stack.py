@@ -21,9 +21,9 @@ def _substitute(text: str, values: dict[str, str]) -> str:
     return re.sub(r"\$\{([^}!]+)\}", lambda m: values[m.group(1)], text)
 
 
-def test_definition_is_the_generated_one_with_placeholders_substituted(synthesized_app, environment_name):
-    config = load_environment(environment_name)
-    properties = _pipeline_resource(synthesized_app.template_json(environment_name, "pipeline"))["Properties"]
+def test_definition_is_the_generated_one_with_placeholders_substituted(synthesized_app, training_environment_name):
+    config = load_environment(training_environment_name)
+    properties = _pipeline_resource(synthesized_app.template_json(training_environment_name, "pipeline"))["Properties"]
     assert properties["PipelineName"] == config.pipeline_name
     definition_template, variables = properties["PipelineDefinition"]["Fn::Sub"]
     assert definition_template == definition_json(PipelineDefinitionSettings.from_environment(config), compact=True)
@@ -37,10 +37,10 @@ def test_definition_is_the_generated_one_with_placeholders_substituted(synthesiz
     assert variables["CodeBundleBucket"] == f"cdk-hnb659fds-assets-{config.account}-{config.region}"
 
 
-def test_substituted_definition_equals_generation_with_real_values(synthesized_app, environment_name):
+def test_substituted_definition_equals_generation_with_real_values(synthesized_app, training_environment_name):
     # What CloudFormation will send is exactly what the generator gives for the same values.
-    config = load_environment(environment_name)
-    definition_template, _ = _pipeline_resource(synthesized_app.template_json(environment_name, "pipeline"))["Properties"]["PipelineDefinition"]["Fn::Sub"]
+    config = load_environment(training_environment_name)
+    definition_template, _ = _pipeline_resource(synthesized_app.template_json(training_environment_name, "pipeline"))["Properties"]["PipelineDefinition"]["Fn::Sub"]
     example = example_deploy_time_values(config)
     bucket, key = example.code_bundle_s3_uri.removeprefix("s3://").split("/", 1)
     substituted = _substitute(definition_template, {
@@ -58,9 +58,9 @@ def test_substituted_definition_equals_generation_with_real_values(synthesized_a
     assert json.loads(substituted) == json.loads(expected)
 
 
-def test_upserter_gets_the_environment_settings(synthesized_app, environment_name):
-    config = load_environment(environment_name)
-    properties = _pipeline_resource(synthesized_app.template_json(environment_name, "pipeline"))["Properties"]
+def test_upserter_gets_the_environment_settings(synthesized_app, training_environment_name):
+    config = load_environment(training_environment_name)
+    properties = _pipeline_resource(synthesized_app.template_json(training_environment_name, "pipeline"))["Properties"]
     assert properties["RetainOnDelete"] == ("true" if config.retain_on_delete else "false")
     assert properties["StartExecution"] == ("true" if config.pipeline.start_execution_after_upsert else "false")
     assert {t["Key"]: t["Value"] for t in properties["Tags"]} == config.tags
@@ -68,9 +68,9 @@ def test_upserter_gets_the_environment_settings(synthesized_app, environment_nam
     assert f":role/{config.pipeline_execution_role_name}\\\"" in json.dumps(properties["PipelineDefinition"]["Fn::Sub"][0])
 
 
-def test_outputs_name_the_pipeline_and_how_to_start_it(synthesized_app, environment_name):
-    config = load_environment(environment_name)
-    outputs = synthesized_app.template_json(environment_name, "pipeline")["Outputs"]
+def test_outputs_name_the_pipeline_and_how_to_start_it(synthesized_app, training_environment_name):
+    config = load_environment(training_environment_name)
+    outputs = synthesized_app.template_json(training_environment_name, "pipeline")["Outputs"]
     assert outputs["PipelineName"]["Value"] == config.pipeline_name
     assert "Fn::GetAtt" in outputs["PipelineArn"]["Value"]
     command = outputs["StartPipelineExecutionCommand"]["Value"]

@@ -209,6 +209,8 @@ def test_deployer_holds_exactly_what_its_handler_calls(serving, config):
         "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
         # the environment key: the function's environment, the queues' messages, sending to the DLQ
         "kms:Decrypt", "kms:GenerateDataKey",
+        # a promoting environment's deployer checks the promoted artifact's SHA-256 in the source bucket
+        *(() if config.trains else ("s3:GetObject",)),
     }
     (consume,) = [s for s in statements if "sqs:ReceiveMessage" in as_list(s["Action"])]
     assert "ApprovalEventsQueue" in json.dumps(consume["Resource"])
@@ -252,8 +254,13 @@ def test_handler_environment_names_this_stack_and_its_update_role(serving, confi
         "MODEL_PACKAGE_GROUP_NAME": config.model_package_group_name,
         "ENVIRONMENT_NAME": config.name,
         "METRIC_NAMESPACE": METRIC_NAMESPACE,
+        # an environment that promotes serves promotions of its source group's versions only
+        **({} if config.trains else {"PROMOTION_SOURCE_PREFIX": (
+            f"arn:aws:sagemaker:{config.region}:{load_environment(config.model_source.promote_from).account}:"
+            f"model-package/{load_environment(config.model_source.promote_from).model_package_group_name}/")}),
     }
-    assert set(variables) == {field.upper() for field in handler.Settings.__dataclass_fields__}
+    optional = {"PROMOTION_SOURCE_PREFIX"} - set(variables)
+    assert set(variables) | optional == {field.upper() for field in handler.Settings.__dataclass_fields__}
 
 
 # --- No path to admin: the approval update role ---------------------------------------------------------

@@ -135,3 +135,14 @@ def evaluate(request: Request, identity_policies: Iterable[Mapping[str, Any]],
     if any(statement["Effect"] == "Allow" for statement in applicable):
         return ALLOWED
     return IMPLICITLY_DENIED
+
+
+def evaluate_cross_account(request: Request, identity_policies: Iterable[Mapping[str, Any]],
+                           resource_policies: Iterable[Mapping[str, Any]]) -> str:
+    """Caller and resource in different accounts: the caller's identity policies *and* the
+    resource's policy must each allow the request; an explicit Deny in either wins."""
+    identity = evaluate(request, identity_policies)
+    resource = evaluate(request, (), resource_policies)
+    if EXPLICITLY_DENIED in (identity, resource):
+        return EXPLICITLY_DENIED
+    return ALLOWED if identity == resource == ALLOWED else IMPLICITLY_DENIED

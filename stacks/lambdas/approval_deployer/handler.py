@@ -19,6 +19,7 @@ boto3 and the standard library only.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -111,6 +112,9 @@ class Settings:
     model_package_group_name: str
     environment_name: str
     metric_namespace: str
+    # Set in an environment that serves promoted packages only: the ARN prefix of the source group's
+    # versions (`arn:...:model-package/<group>/`); every package must be a verified promotion of one.
+    promotion_source_prefix: str = ""
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -127,7 +131,8 @@ class Settings:
         missing = [variable for variable in names.values() if not environ.get(variable)]
         if missing:
             raise RuntimeError(f"approval deployer is misconfigured: missing environment variables {missing}")
-        return cls(**{field: environ[variable] for field, variable in names.items()})
+        return cls(**{field: environ[variable] for field, variable in names.items()},
+                   promotion_source_prefix=environ.get("PROMOTION_SOURCE_PREFIX", ""))
 
 
 @dataclass(frozen=True)
@@ -157,13 +162,14 @@ class Clients:
     cloudwatch: Any
     ssm: Any
     sqs: Any
+    s3: Any
 
     @classmethod
     def create(cls, **client_kwargs: Any) -> "Clients":
         client_kwargs.setdefault("config", CLIENT_CONFIG)
         return cls(**{
             name: boto3.client(name, **client_kwargs)
-            for name in ("sagemaker", "cloudformation", "cloudwatch", "ssm", "sqs")
+            for name in ("sagemaker", "cloudformation", "cloudwatch", "ssm", "sqs", "s3")
         })
 
 
@@ -275,6 +281,67 @@ def latest_approved_package_arn(sagemaker: Any, model_package_group_name: str) -
     )
     summaries = response.get("ModelPackageSummaryList", [])
     return summaries[0]["ModelPackageArn"] if summaries else None
+
+
+# --- Promoted packages -----------------------------------------------------------------------------
+# tools/promote_model.py copies a version of another environment's group into this one, pending a
+# person's approval here; its artifact stays the source's sealed, content-addressed object.
+
+PROMOTED_FROM_KEY = "PromotedFromModelPackageArn"  # CustomerMetadataProperties keys it writes
+ARTIFACT_SHA256_KEY = "ModelArtifactSha256"
+SEALED_ARTIFACT_URL = re.compile(r"^s3://(?P<bucket>[^/]+)/(?P<key>(?:[^/]+/)*sha256/(?P<digest>[0-9a-f]{64})/model\.tar\.gz)$")
+
+
+def sealed_artifact(model_data_url: str) -> re.Match | None:
+    """Bucket, key and digest of a sealed artifact's URL (container_code/seal_model.py names it)."""
+    return SEALED_ARTIFACT_URL.match(model_data_url or "")
+
+
+def model_data_urls(package: Mapping[str, Any]) -> list[str]:
+    return [c.get("ModelDataUrl", "") for c in package.get("InferenceSpecification", {}).get("Containers", [])]
+
+
+def artifact_sha256(s3: Any, bucket: str, key: str) -> str:
+    """The SHA-256 S3 verified when the object was written, else (an object written without one)
+    the digest of its bytes, read in chunks."""
+    head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    if head.get("ChecksumSHA256") and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":
+        return base64.b64decode(head["ChecksumSHA256"]).hex()
+    digest = hashlib.sha256()
+    for chunk in s3.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(8 * 1024 * 1024):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_promoted_artifact(clients: Clients, settings: Settings, package_arn: str) -> None:
+    """Before a promoted package serves: its artifact is the one its source version registers, and
+    S3 holds it with the SHA-256 that travelled with it. S3 checked that checksum against the bytes
+    when the seal step wrote them, and the key is write-once: reading it back costs one HEAD
+    whatever the model's size. Where the environment trains its own, a package without a promotion
+    record needs no check; where it promotes, every package must be a promotion from its source."""
+    package = clients.sagemaker.describe_model_package(ModelPackageName=package_arn)
+    metadata = package.get("CustomerMetadataProperties") or {}
+    source_arn = metadata.get(PROMOTED_FROM_KEY, "")
+    if not source_arn and not settings.promotion_source_prefix:
+        return
+    if settings.promotion_source_prefix and not source_arn.startswith(settings.promotion_source_prefix):
+        raise PermanentFailure(f"package {package_arn} is not a promotion from {settings.promotion_source_prefix}* "
+                               f"(promoted from: {source_arn or 'nothing'}); this environment serves promotions only")
+    expected = metadata.get(ARTIFACT_SHA256_KEY, "")
+    urls = model_data_urls(package)
+    sealed = sealed_artifact(urls[0]) if len(urls) == 1 else None
+    if sealed is None or sealed["digest"] != expected:
+        raise PermanentFailure(f"promoted package {package_arn}: artifact {urls} is not the sealed artifact "
+                               f"with SHA-256 {expected or '<none>'}")
+    source = clients.sagemaker.describe_model_package(ModelPackageName=source_arn)
+    if model_data_urls(source) != urls:
+        raise PermanentFailure(f"promoted package {package_arn}: its source {source_arn} "
+                               f"registers {model_data_urls(source)}, not {urls}")
+    stored = artifact_sha256(clients.s3, sealed["bucket"], sealed["key"])
+    if stored != expected:
+        raise PermanentFailure(f"promoted package {package_arn}: {urls[0]} has SHA-256 {stored}, "
+                               f"not {expected}: not served")
+    LOGGER.info("Promoted package %s: artifact %s verified (SHA-256 %s)", package_arn, urls[0], expected)
 
 
 # --- Updating the stack ---------------------------------------------------------------------------
@@ -486,6 +553,8 @@ def reconcile(change: ApprovalChange, clients: Clients, settings: Settings) -> O
         return Outcome.NO_APPROVED_PACKAGE
 
     publish(clients.cloudwatch, settings, {NO_APPROVED_PACKAGE_METRIC: 0})
+    if target != served:
+        verify_promoted_artifact(clients, settings, target)
     if declared != target:
         declare_package(clients.ssm, settings, target)
     if target == served:
