@@ -8,9 +8,8 @@ from __future__ import annotations
 import aws_cdk as cdk
 
 from stacks.config import ENVIRONMENTS_CONTEXT_KEY, EnvironmentConfig, parse_environments
-from stacks.foundation_stack import FoundationStack
-from stacks.pipeline_stack import PipelineStack
-from stacks.serving_stack import ServingStack
+from stacks.pipeline_definitions import definition_template as generate_definition_template
+from stacks.pipeline_definitions import generate_while_validation_engine_starts
 
 
 def selected_environments(app: cdk.App) -> list[EnvironmentConfig]:
@@ -18,7 +17,16 @@ def selected_environments(app: cdk.App) -> list[EnvironmentConfig]:
     return parse_environments(app.node.try_get_context(ENVIRONMENTS_CONTEXT_KEY), selected=selected)
 
 
-def build_environment(app: cdk.App, config: EnvironmentConfig) -> dict[str, cdk.Stack]:
+def build_environment(
+    app: cdk.App, config: EnvironmentConfig, definition_template: str | None = None,
+) -> dict[str, cdk.Stack]:
+    """`definition_template`: the environment's generated pipeline definition, if already made."""
+    # Imported here: the stack modules import the SageMaker SDK, and build_app lets a worker
+    # thread import it first, while node is busy (stacks/pipeline_definitions.py).
+    from stacks.foundation_stack import FoundationStack
+    from stacks.pipeline_stack import PipelineStack
+    from stacks.serving_stack import ServingStack
+
     env = cdk.Environment(account=config.account, region=config.region)
     foundation = FoundationStack(
         app, config.stack_name("foundation"), config=config, env=env,
@@ -26,6 +34,7 @@ def build_environment(app: cdk.App, config: EnvironmentConfig) -> dict[str, cdk.
     )
     pipeline = PipelineStack(
         app, config.stack_name("pipeline"), config=config, shared=foundation.shared, env=env,
+        definition_template=generate_definition_template(config) if definition_template is None else definition_template,
         description=f"Review classifier ({config.name}): SageMaker training pipeline",
     )
     serving = ServingStack(
@@ -40,4 +49,6 @@ def build_environment(app: cdk.App, config: EnvironmentConfig) -> dict[str, cdk.
 
 def build_app(app: cdk.App) -> dict[str, dict[str, cdk.Stack]]:
     """Add every selected environment's stacks to `app`; returns them by environment name."""
-    return {config.name: build_environment(app, config) for config in selected_environments(app)}
+    configs = selected_environments(app)
+    definitions = generate_while_validation_engine_starts(app, configs)
+    return {config.name: build_environment(app, config, definitions[config.name]) for config in configs}
