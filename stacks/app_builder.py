@@ -42,8 +42,9 @@ def build_environment(
         description=f"Review classifier ({config.name}): endpoint that follows model approvals",
     )
     for stack in (foundation, pipeline, serving):
+        tags = cdk.Tags.of(stack)
         for key, value in config.tags.items():
-            cdk.Tags.of(stack).add(key, value)
+            tags.add(key, value)
     return {"foundation": foundation, "pipeline": pipeline, "serving": serving}
 
 
