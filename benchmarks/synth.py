@@ -3,9 +3,11 @@ same run so both pay the same Python + jsii start-up; prints figures, asserts no
 
     .venv/bin/python benchmarks/synth.py [--repetitions 3]
 
-Each synthesis runs as its own subprocess, the way `cdk synth` runs `python3 app.py`: context
-from cdk.json in CDK_CONTEXT_JSON, output in a temporary CDK_OUTDIR. The two apps alternate,
-so a busy machine slows both alike; the median of the repetitions is reported.
+Two comparisons: every environment (what `cdk synth` builds) against a bare app with as many
+stacks, and one environment (`cdk synth -c env=dev`) against a bare 3-stack app. Each synthesis
+runs as its own subprocess, the way `cdk synth` runs `python3 app.py`: context from cdk.json in
+CDK_CONTEXT_JSON, output in a temporary CDK_OUTDIR. The apps alternate, so a busy machine slows
+all alike; the median of the repetitions is reported.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STACKS_PER_ENVIRONMENT = 3  # foundation, pipeline, serving
+SINGLE_ENVIRONMENT = "dev"
 
 BARE_APP = """
 import aws_cdk as cdk
@@ -56,24 +59,37 @@ def main() -> None:
     args = parser.parse_args()
 
     context = json.loads((PROJECT_ROOT / "cdk.json").read_text())["context"]
-    stack_count = STACKS_PER_ENVIRONMENT * len(context["environments"])
-    commands = {
-        "this app": [sys.executable, "app.py"],
-        f"bare app ({stack_count} empty stacks)": [sys.executable, "-c", BARE_APP.format(stack_count=stack_count)],
+    single_context = {**context, "env": SINGLE_ENVIRONMENT}
+    all_stacks = STACKS_PER_ENVIRONMENT * len(context["environments"])
+    # (comparison, {app name: (command, context)}): this app first, its bare counterpart second.
+    comparisons = {
+        "every environment": {
+            "this app": ([sys.executable, "app.py"], context),
+            f"bare app ({all_stacks} empty stacks)": ([sys.executable, "-c", BARE_APP.format(stack_count=all_stacks)], context),
+        },
+        f"-c env={SINGLE_ENVIRONMENT}": {
+            f"this app, {SINGLE_ENVIRONMENT} only": ([sys.executable, "app.py"], single_context),
+            f"bare app ({STACKS_PER_ENVIRONMENT} empty stacks)": (
+                [sys.executable, "-c", BARE_APP.format(stack_count=STACKS_PER_ENVIRONMENT)], single_context,
+            ),
+        },
     }
-    timings: dict[str, list[float]] = {name: [] for name in commands}
+    timings: dict[str, list[float]] = {name: [] for apps in comparisons.values() for name in apps}
     for repetition in range(1, args.repetitions + 1):
-        for name, command in commands.items():
-            timings[name].append(synth_seconds(command, context))
-            print(f"  run {repetition}/{args.repetitions} {name}: {timings[name][-1]:.2f}s", file=sys.stderr, flush=True)
+        for apps in comparisons.values():
+            for name, (command, app_context) in apps.items():
+                timings[name].append(synth_seconds(command, app_context))
+                print(f"  run {repetition}/{args.repetitions} {name}: {timings[name][-1]:.2f}s", file=sys.stderr, flush=True)
 
-    medians = {name: statistics.median(values) for name, values in timings.items()}
-    app_name, bare_name = commands
     print(f"synth time, median of {args.repetitions} (each a fresh process):")
-    for name, median in medians.items():
-        runs = ", ".join(f"{value:.2f}" for value in timings[name])
-        print(f"  {name:<32} {median:6.2f}s   (runs: {runs})")
-    print(f"  ratio this app / bare app        {medians[app_name] / medians[bare_name]:6.2f}x")
+    for comparison, apps in comparisons.items():
+        medians = {name: statistics.median(timings[name]) for name in apps}
+        print(f" {comparison}:")
+        for name, median in medians.items():
+            runs = ", ".join(f"{value:.2f}" for value in timings[name])
+            print(f"  {name:<32} {median:6.2f}s   (runs: {runs})")
+        app_name, bare_name = apps
+        print(f"  ratio this app / bare app        {medians[app_name] / medians[bare_name]:6.2f}x")
 
 
 if __name__ == "__main__":
