@@ -6,12 +6,19 @@
 
 from __future__ import annotations
 
+import gc
 import sys
 
-import aws_cdk as cdk
+# Synth is one short process, and the CDK's and the SageMaker SDK's modules create hundreds of
+# thousands of long-lived objects that the cyclic collector would scan again and again, for a few
+# MB of cycles: without it, Python's CPU time per synth falls from 2.6 to 1.9 s, peak memory
+# rises from 283 to 288 MB (measured, docs/pipeline.md "Synth time").
+gc.disable()
 
-from stacks.app_builder import build_app
-from stacks.config import ConfigError
+import aws_cdk as cdk  # noqa: E402
+
+from stacks.app_builder import build_app  # noqa: E402
+from stacks.config import ConfigError  # noqa: E402
 
 app = cdk.App()
 try:

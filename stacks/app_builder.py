@@ -5,9 +5,10 @@ Kept apart from `app.py` so that tests build exactly what `cdk synth` builds.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import aws_cdk as cdk
 
-from stacks.components.promotion_access import PromotionSource, PromotionTarget
 from stacks.config import (
     ENVIRONMENTS_CONTEXT_KEY,
     ConfigError,
@@ -16,9 +17,11 @@ from stacks.config import (
     promotion_source,
     promotion_targets,
 )
-from stacks.foundation_stack import FoundationStack
-from stacks.pipeline_stack import PipelineStack
-from stacks.serving_stack import ServingStack
+from stacks.pipeline_definitions import definition_template as generate_definition_template
+from stacks.pipeline_definitions import generate_while_validation_engine_starts
+
+if TYPE_CHECKING:
+    from stacks.components.promotion_access import PromotionSource, PromotionTarget
 
 
 def all_environments(app: cdk.App) -> dict[str, EnvironmentConfig]:
@@ -33,6 +36,8 @@ def selected_environments(app: cdk.App, configs: dict[str, EnvironmentConfig]) -
 
 
 def as_promotion_target(config: EnvironmentConfig) -> PromotionTarget:
+    from stacks.components.promotion_access import PromotionTarget
+
     return PromotionTarget(
         account=config.account,
         serving_model_role_arn=config.role_arn(config.serving_model_role_name),
@@ -42,15 +47,29 @@ def as_promotion_target(config: EnvironmentConfig) -> PromotionTarget:
 
 
 def as_promotion_source(config: EnvironmentConfig) -> PromotionSource:
+    from stacks.components.promotion_access import PromotionSource
+
     return PromotionSource(environment_name=config.name, account=config.account, region=config.region,
                            model_package_group_name=config.model_package_group_name)
 
 
 def build_environment(
-    app: cdk.App, config: EnvironmentConfig, configs: dict[str, EnvironmentConfig] | None = None,
+    app: cdk.App,
+    config: EnvironmentConfig,
+    configs: dict[str, EnvironmentConfig] | None = None,
+    definition_template: str | None = None,
 ) -> dict[str, cdk.Stack]:
     """The environment's stacks. One that promotes from another has no pipeline: its models are
-    the source's, promoted version by version (docs/serving.md#promotion-across-accounts)."""
+    the source's, promoted version by version (docs/serving.md#promotion-across-accounts).
+
+    `definition_template`: the environment's generated pipeline definition, if already made.
+    """
+    # Imported here: the stack modules import the SageMaker SDK, and build_app lets a worker
+    # thread import it first, while node is busy (stacks/pipeline_definitions.py).
+    from stacks.foundation_stack import FoundationStack
+    from stacks.pipeline_stack import PipelineStack
+    from stacks.serving_stack import ServingStack
+
     configs = configs if configs is not None else {config.name: config}
     env = cdk.Environment(account=config.account, region=config.region)
     source = promotion_source(config, configs)
@@ -63,6 +82,9 @@ def build_environment(
     if source is None:
         stacks["pipeline"] = PipelineStack(
             app, config.stack_name("pipeline"), config=config, shared=foundation.shared, env=env,
+            definition_template=(
+                generate_definition_template(config) if definition_template is None else definition_template
+            ),
             description=f"Review classifier ({config.name}): SageMaker training pipeline",
         )
     stacks["serving"] = ServingStack(
@@ -71,12 +93,19 @@ def build_environment(
         description=f"Review classifier ({config.name}): endpoint that follows model approvals",
     )
     for stack in stacks.values():
+        tags = cdk.Tags.of(stack)
         for key, value in config.tags.items():
-            cdk.Tags.of(stack).add(key, value)
+            tags.add(key, value)
     return stacks
 
 
 def build_app(app: cdk.App) -> dict[str, dict[str, cdk.Stack]]:
     """Add every selected environment's stacks to `app`; returns them by environment name."""
     configs = all_environments(app)
-    return {config.name: build_environment(app, config, configs) for config in selected_environments(app, configs)}
+    selected = selected_environments(app, configs)
+    training = [config for config in selected if promotion_source(config, configs) is None]
+    definitions = generate_while_validation_engine_starts(app, training)
+    return {
+        config.name: build_environment(app, config, configs, definitions.get(config.name))
+        for config in selected
+    }

@@ -16,14 +16,24 @@ MIN_REASON_WORDS = 5
 
 def skip_checkov(construct: IConstruct, check_id: str, reason: str) -> None:
     """Skip `check_id` (e.g. CKV_AWS_117) on `construct`'s CloudFormation resource."""
-    if not check_id.startswith("CKV"):
-        raise ValueError(f"{check_id!r} is not a checkov check id")
-    if len(reason.split()) < MIN_REASON_WORDS:
-        raise ValueError(f"skipping {check_id} needs a reason of at least {MIN_REASON_WORDS} words")
+    skip_checkovs(construct, {check_id: reason})
+
+
+def skip_checkovs(construct: IConstruct, reasons: dict[str, str]) -> None:
+    """Skip each check id in `reasons` on `construct`'s resource, in order, with its reason.
+
+    One metadata read and write per resource, whatever the number of checks: each is a round
+    trip to node through jsii.
+    """
+    for check_id, reason in reasons.items():
+        if not check_id.startswith("CKV"):
+            raise ValueError(f"{check_id!r} is not a checkov check id")
+        if len(reason.split()) < MIN_REASON_WORDS:
+            raise ValueError(f"skipping {check_id} needs a reason of at least {MIN_REASON_WORDS} words")
     resource = _cfn_resource(construct)
     metadata = resource.get_metadata(METADATA_KEY) or {}
-    skips = [entry for entry in metadata.get("skip", []) if entry["id"] != check_id]
-    skips.append({"id": check_id, "comment": reason})
+    skips = [entry for entry in metadata.get("skip", []) if entry["id"] not in reasons]
+    skips.extend({"id": check_id, "comment": reason} for check_id, reason in reasons.items())
     resource.add_metadata(METADATA_KEY, {**metadata, "skip": skips})
 
 
@@ -44,9 +54,9 @@ LAMBDA_IN_VPC = "CKV_AWS_117"
 
 def skip_lambda_checks(function: IConstruct, *, concurrency: str, dead_letter_queue: str, vpc: str) -> None:
     """Record why a function has no reserved concurrency, no dead-letter queue and no VPC."""
-    skip_checkov(function, LAMBDA_RESERVED_CONCURRENCY, concurrency)
-    skip_checkov(function, LAMBDA_DEAD_LETTER_QUEUE, dead_letter_queue)
-    skip_checkov(function, LAMBDA_IN_VPC, vpc)
+    skip_checkovs(function, {
+        LAMBDA_RESERVED_CONCURRENCY: concurrency, LAMBDA_DEAD_LETTER_QUEUE: dead_letter_queue, LAMBDA_IN_VPC: vpc,
+    })
 
 
 def skip_cdk_provider_checks(

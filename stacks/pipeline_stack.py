@@ -8,7 +8,6 @@ import aws_cdk as cdk
 from aws_cdk import aws_s3_assets as s3_assets
 from constructs import Construct
 
-from pipeline_definition import PipelineDefinitionSettings, definition_json
 from pipeline_definition.code_bundle import build_code_bundle
 from pipeline_definition.settings import PLACEHOLDER_NAMES
 from stacks.components.pipeline_upserter import PipelineUpserter
@@ -17,7 +16,12 @@ from stacks.shared_resources import SharedResources
 
 
 class PipelineStack(cdk.Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, shared: SharedResources, **kwargs) -> None:
+    def __init__(
+        self, scope: Construct, construct_id: str, *, config: EnvironmentConfig, shared: SharedResources,
+        definition_template: str, **kwargs,
+    ) -> None:
+        """`definition_template`: the environment's definition JSON with its `${...}` placeholders
+        (stacks/pipeline_definitions.definition_template)."""
         super().__init__(scope, construct_id, **kwargs)
         self.config = config
         self.shared = shared
@@ -27,8 +31,7 @@ class PipelineStack(cdk.Stack):
         bundle = build_code_bundle()
         self.code_bundle = s3_assets.Asset(self, "CodeBundle", path=str(bundle.path))
 
-        settings = PipelineDefinitionSettings.from_environment(config)
-        self.definition_template = definition_json(settings, compact=True)
+        self.definition_template = definition_template
         deploy_time_values = {
             "DataBucketName": shared.data_bucket.bucket_name,
             "ArtifactsBucketName": shared.artifacts_bucket.bucket_name,

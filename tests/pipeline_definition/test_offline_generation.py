@@ -1,6 +1,7 @@
-"""Generation makes no network call, needs no credentials, and is deterministic; the one SDK
-private attribute it relies on (the telemetry sender) is checked here so an SDK upgrade that
-changes it fails loudly."""
+"""Generation makes no network call, needs no credentials, and is deterministic; the SDK
+private attributes it relies on (the telemetry sender, Session._initialize, the endpoint
+resolver behind image look-ups) are checked here so an SDK upgrade that changes them fails
+loudly."""
 
 from __future__ import annotations
 
@@ -165,3 +166,48 @@ def test_a_decorated_sdk_call_sends_no_telemetry_inside_the_block(monkeypatch):
     # Outside the block the same call would be reported: the test above is not vacuous.
     assert Job().run() == "ran"
     assert len(requests_made) == 1
+
+
+def test_offline_session_sets_every_attribute_the_sdk_session_sets():
+    # OfflinePipelineSession replaces the SDK's private Session._initialize (clients and config
+    # validation cost more than a whole definition); if an upgrade makes _initialize set
+    # something more, or stops calling it, this fails instead of a step finding it missing.
+    import boto3
+    from sagemaker.session import Session
+    from sagemaker.workflow.pipeline_context import PipelineSession
+
+    assert "self._initialize(" in inspect.getsource(Session.__init__)
+    sdk_session = PipelineSession(boto_session=boto3.Session(region_name="us-east-1"), sagemaker_config={"SchemaVersion": "1.0"})
+    offline_session = offline_sdk.OfflinePipelineSession("us-east-1")
+    assert set(vars(offline_session)) == set(vars(sdk_session))
+    assert offline_session.boto_region_name == "us-east-1"
+    assert offline_session.sagemaker_client is None and offline_session.s3_client is None
+
+
+def test_a_second_environment_parses_no_botocore_data_file(monkeypatch):
+    # Sessions share one botocore loader, and share_endpoint_data replaces the SDK's private
+    # sagemaker.utils._botocore_resolver, which built a loader and parsed endpoints.json on each
+    # of the ~20 image look-ups per environment. If the SDK stops going through it, or a session
+    # parses models again, files are read here.
+    import botocore.loaders
+    import sagemaker.utils
+
+    assert sagemaker.utils._botocore_resolver is offline_sdk._endpoint_resolver
+    definition_json(PipelineDefinitionSettings.from_environment(load_environment("dev")))
+    parsed = []
+    load_file = botocore.loaders.JSONFileLoader.load_file
+    monkeypatch.setattr(
+        botocore.loaders.JSONFileLoader, "load_file", lambda self, path: parsed.append(path) or load_file(self, path)
+    )
+    definition = definition_json(PipelineDefinitionSettings.from_environment(load_environment("prod")))
+    assert parsed == []
+    assert definition == generated_definition_text("prod")
+
+
+def test_shared_endpoint_data_answers_as_a_fresh_loader_does():
+    import botocore.loaders
+    import botocore.regions
+
+    fresh = botocore.regions.EndpointResolver(botocore.loaders.create_loader().load_data("endpoints"))
+    for region in ("us-east-1", "eu-west-1", "cn-north-1", "us-gov-west-1", "il-central-1"):
+        assert offline_sdk._endpoint_resolver().construct_endpoint("ecr", region) == fresh.construct_endpoint("ecr", region)
