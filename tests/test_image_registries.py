@@ -21,11 +21,13 @@ COMPONENTS = ("foundation", "pipeline", "serving")
 NAG_PACK_PREFIX = "AwsSolutions-"
 
 TRAINING, INFERENCE, RULES = "huggingface-pytorch-training", "huggingface-pytorch-inference", "sagemaker-debugger-rules"
-# (Deep Learning Containers account, Debugger/Profiler rule images account) in sagemaker 2.257.7's config.
+MODEL_MONITOR = "sagemaker-model-monitor-analyzer"
+# (Deep Learning Containers account, Debugger/Profiler rule images account, Model Monitor analyzer
+# account) in sagemaker 2.257.7's config.
 SDK_ACCOUNTS = {
-    "us-east-1": ("763104351884", "503895931360"),
-    "eu-south-1": ("692866216735", "563282790590"),
-    "af-south-1": ("626614931356", "314341159256"),
+    "us-east-1": ("763104351884", "503895931360", "156813124566"),
+    "eu-south-1": ("692866216735", "563282790590", "933208885752"),
+    "af-south-1": ("626614931356", "314341159256", "875698925577"),
 }
 OTHER_REGION = "eu-south-1"
 OTHER_REGION_DEPLOYMENT = f"dev-in-{OTHER_REGION}"
@@ -39,11 +41,13 @@ _REPOSITORY_ARN = re.compile(r"arn:<partition>:ecr:(?P<region>[a-z0-9-]+):(?P<ac
 
 @pytest.mark.parametrize("region", SDK_ACCOUNTS)
 def test_repositories_are_the_sdk_config_of_the_region(region):
-    dlc, rules = SDK_ACCOUNTS[region]
+    dlc, rules, model_monitor = SDK_ACCOUNTS[region]
     assert image_registries.training_repositories(region) == (ImageRepository(dlc, region, TRAINING),)
     assert image_registries.inference_repositories(region) == (ImageRepository(dlc, region, INFERENCE),)
     assert image_registries.rule_evaluator_repositories(region) == (ImageRepository(rules, region, RULES),)
-    assert image_registries.registry_accounts(image_registries.pipeline_repositories(region)) == tuple(sorted((dlc, rules)))
+    assert image_registries.model_monitor_repositories(region) == (ImageRepository(model_monitor, region, MODEL_MONITOR),)
+    assert image_registries.registry_accounts(image_registries.pipeline_repositories(region)) == tuple(
+        sorted((dlc, rules, model_monitor)))
 
 
 def test_a_region_the_sdk_does_not_know_fails_naming_it():
