@@ -88,6 +88,25 @@ class TrafficShiftingConfig(_Frozen):
     termination_wait_seconds: int = Field(default=600, ge=0, le=3600)
 
 
+# A SageMaker monitoring schedule's expression: hourly (`cron(0 * ? * * *)`) or daily at an hour
+# (`cron(0 6 ? * * *)`); Model Monitor takes no other cron form.
+_MONITORING_CRON = r"^cron\(0 (\*|[01]?\d|2[0-3]) \? \* \* \*\)$"
+
+
+class MonitoringConfig(_Frozen):
+    """Model Monitor schedules of a real-time endpoint (docs/serving.md#monitor-and-retrain)."""
+
+    # Data quality of the captured requests (record_features.py's columns) against the served
+    # package's data-quality baseline.
+    data_quality_schedule: str = Field(default="cron(0 * ? * * *)", pattern=_MONITORING_CRON)
+    # Model quality of captured predictions against the labels users upload (ground truth).
+    model_quality_schedule: str = Field(default="cron(0 6 ? * * *)", pattern=_MONITORING_CRON)
+    instance_type: str = Field(default="ml.m5.xlarge", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    max_runtime_seconds: int = Field(default=1800, ge=60, le=3600)  # at most the schedule's hour
+    # The alarm on data drift fires when this many features drift in one monitoring run.
+    drifted_features_alarm_threshold: int = Field(default=1, ge=1, le=6)
+
+
 class ServingConfig(_Frozen):
     """The endpoint: either serverless (costs nothing while idle) or real-time instances."""
 
@@ -108,6 +127,8 @@ class ServingConfig(_Frozen):
     # The image's toolkit answers a failing model with 400s, not 5XX (docs/serving.md): this share
     # of invocations answered 4XX, in percent, rolls a deployment back.
     error_4xx_share_alarm_threshold_percent: int = Field(ge=1, le=100)
+    # Model Monitor schedules; absent: none (they read captured data, so real-time endpoints only).
+    monitoring: MonitoringConfig | None = None
 
     @model_validator(mode="after")
     def _one_serving_mode(self) -> "ServingConfig":
@@ -117,6 +138,9 @@ class ServingConfig(_Frozen):
             raise ValueError("auto_scaling and traffic_shifting apply to real-time endpoints only")
         if self.serverless is not None and self.data_capture_sampling_percent is not None:
             raise ValueError("serverless endpoints do not support data capture: remove data_capture_sampling_percent")
+        if self.serverless is not None and self.monitoring is not None:
+            raise ValueError("monitoring reads captured requests, which serverless endpoints do not capture: "
+                             "remove monitoring")
         if self.serverless is None and self.data_capture_sampling_percent is None:
             raise ValueError("real-time endpoints capture data: set data_capture_sampling_percent (1-100)")
         shifting = self.traffic_shifting
