@@ -159,6 +159,13 @@ class ServingConfig(_Frozen):
         return self.serverless is not None
 
 
+class RetrainingConfig(_Frozen):
+    """What starts the training pipeline besides a person: off unless set (docs/serving.md)."""
+
+    on_drift: bool = False  # the endpoint's data-drift alarm (needs serving.monitoring)
+    schedule: str | None = Field(default=None, pattern=r"^cron\(\S+ \S+ \S+ \S+ \S+ \S+\)$")  # EventBridge cron
+
+
 class EnvironmentConfig(_Frozen):
     """One deployment environment (dev, staging or prod)."""
 
@@ -171,6 +178,7 @@ class EnvironmentConfig(_Frozen):
     feature_store: FeatureStoreConfig = FeatureStoreConfig()
     pipeline: PipelineConfig
     serving: ServingConfig
+    retraining: RetrainingConfig = RetrainingConfig()
 
     @field_validator("name")
     @classmethod
@@ -197,6 +205,15 @@ class EnvironmentConfig(_Frozen):
                 input=status,
             )])
         return pipeline
+
+    @model_validator(mode="after")
+    def _drift_needs_monitoring(self) -> "EnvironmentConfig":
+        if self.retraining.on_drift and self.serving.monitoring is None:
+            raise ValidationError.from_exception_data(type(self).__name__, [InitErrorDetails(
+                type=PydanticCustomError("drift_needs_monitoring",
+                                         "retraining on drift needs the drift alarm of serving.monitoring"),
+                loc=("retraining", "on_drift"), input=True)])
+        return self
 
     @property
     def retain_on_delete(self) -> bool:

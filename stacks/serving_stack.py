@@ -19,6 +19,7 @@ from stacks.components.approval_deployer import ApprovalDeployer, ApprovalDeploy
 from stacks.components.approval_update_role import ApprovalUpdateRole, ApprovalUpdateRoleProps
 from stacks.components.approved_model_endpoint import ApprovedModelEndpoint, ApprovedModelEndpointProps
 from pipeline_definition.steps import baselines
+from stacks.components.retraining_trigger import RetrainingTrigger, RetrainingTriggerProps
 from stacks.components.model_monitoring import SERVING_BASELINES_PREFIX, ModelMonitoring, ModelMonitoringProps
 from stacks.components.approved_model_package_parameter import NO_APPROVED_PACKAGE, parameter_arn
 from stacks.components.cdk_bootstrap import bootstrap_version_parameter_name
@@ -121,6 +122,17 @@ class ServingStack(cdk.Stack):
                 **self._baseline_publishing(),
             ),
         )
+
+        retraining = config.retraining
+        if retraining.on_drift or retraining.schedule:
+            RetrainingTrigger(self, "RetrainingTrigger", props=RetrainingTriggerProps(
+                pipeline_name=config.pipeline_name,
+                drift_alarm=self.monitoring.data_drift_alarm if retraining.on_drift else None,
+                schedule=retraining.schedule,
+                log_retention_days=config.log_retention_days,
+                retain_on_delete=config.retain_on_delete,
+                key=shared.key,
+            ))
 
         endpoint_output = cdk.CfnOutput(
             self, "EndpointName", value=config.endpoint_name,

@@ -92,7 +92,7 @@ class ModelMonitoring(Construct):
                          self.model_quality_schedule, *self.alarms):
             resource.cfn_options.condition = props.condition
         for job in (self.data_quality_job, self.model_quality_job):
-            job.add_dependency(props.endpoint)  # the job definitions name the endpoint, not a reference
+            job.node.add_dependency(props.endpoint)  # the job definitions name the endpoint, not a reference
 
     # --- IAM -----------------------------------------------------------------------------------
     def _role(self) -> iam.Role:

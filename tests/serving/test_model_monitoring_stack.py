@@ -118,3 +118,37 @@ def test_a_schedule_model_monitor_does_not_take_is_refused():
     bad = {**raw, "serving": {**raw["serving"], "monitoring": {"data_quality_schedule": "rate(5 minutes)"}}}
     with pytest.raises(ConfigError, match=r"environments\.staging\.serving\.monitoring\.data_quality_schedule"):
         parse_environment("staging", bad)
+
+
+# --- Retraining triggers (cdk.json `retraining`; off unless set) -----------------------------------
+
+def test_retraining_triggers_exist_exactly_where_configured(serving_template, environment_name):
+    config = load_environment(environment_name)
+    rules = [r["Properties"] for r in resources_of_type(serving_template, "AWS::Events::Rule").values()
+             if "RetrainingTrigger" in json.dumps(r["Properties"].get("Targets", []))]
+    drift = [r for r in rules if "EventPattern" in r]
+    schedules = [r for r in rules if "ScheduleExpression" in r]
+    assert len(drift) == int(config.retraining.on_drift)
+    assert [r["ScheduleExpression"] for r in schedules] == ([config.retraining.schedule] if config.retraining.schedule else [])
+    if drift:
+        assert drift[0]["EventPattern"]["detail"] == {
+            "alarmName": [f"{config.endpoint_name}-data-drift"], "state": {"value": ["ALARM"]}}
+
+
+def test_the_trigger_may_only_list_and_start_this_pipeline(serving_template, environment_name):
+    config = load_environment(environment_name)
+    if not (config.retraining.on_drift or config.retraining.schedule):
+        pytest.skip(f"{environment_name} has no retraining trigger (cdk.json)")
+    _, function = only(serving_template, "AWS::Lambda::Function", "RetrainingTriggerHandler")
+    assert function["Properties"]["Environment"]["Variables"] == {"PIPELINE_NAME": config.pipeline_name}
+    assert function["Properties"]["ReservedConcurrentExecutions"] == 1
+    _, policy = only(serving_template, "AWS::IAM::Policy", "RetrainingTriggerHandlerRoleDefaultPolicy")
+    (start,) = [s for s in policy["Properties"]["PolicyDocument"]["Statement"] if s.get("Sid") == "StartThePipelineWhenIdle"]
+    assert set(start["Action"]) == {"sagemaker:ListPipelineExecutions", "sagemaker:StartPipelineExecution"}
+    assert json.dumps(start["Resource"]).endswith(f':pipeline/{config.pipeline_name}"]]}}')
+
+
+def test_retraining_on_drift_without_monitoring_is_refused_naming_the_key():
+    raw = json.loads((load_environment.__globals__["CDK_JSON"]).read_text())["context"]["environments"]["dev"]
+    with pytest.raises(ConfigError, match=r"environments\.dev\.retraining\.on_drift.*needs the drift alarm"):
+        parse_environment("dev", {**raw, "retraining": {"on_drift": True}})
