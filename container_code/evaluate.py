@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 import model_io
+import monitoring_baseline
 import reviews
 import split_dataset
 
@@ -97,7 +98,9 @@ def draw_confusion_matrix(report: dict, path: Path) -> None:
     plt.close(figure)
 
 
-def predict_split(model, split: split_dataset.TokenizedSplit, batch_size: int) -> list[int]:
+def predict_split(model, split: split_dataset.TokenizedSplit, batch_size: int,
+                  confidences: list[float] | None = None) -> list[int]:
+    """The predicted label ids; `confidences`, when given, receives each one's probability."""
     import torch
 
     loader = torch.utils.data.DataLoader(
@@ -109,6 +112,8 @@ def predict_split(model, split: split_dataset.TokenizedSplit, batch_size: int) -
     for batch_number, batch in enumerate(loader, start=1):
         probabilities = model_io.class_probabilities(model, batch["input_ids"], batch["attention_mask"])
         predicted.extend(probabilities.argmax(dim=-1).tolist())
+        if confidences is not None:
+            confidences.extend(probabilities.max(dim=-1).values.tolist())
         if time.monotonic() - last > 30 or batch_number == len(loader):
             last = time.monotonic()
             print(f"scored {len(predicted)}/{len(split)} test reviews in {last - started:.0f}s", flush=True)
@@ -141,8 +146,13 @@ def main(argv: Sequence[str] | None = None) -> dict:
             Path(args.test_dir), pad_token_id=tokenizer.pad_token_id, max_rows=args.max_samples or None
         )
         print(f"scoring {len(test_split)} test reviews on {next(model.parameters()).device}", flush=True)
-        predicted = predict_split(model, test_split, args.batch_size)
+        confidences: list[float] = []
+        predicted = predict_split(model, test_split, args.batch_size, confidences)
     report = write_outputs(test_split.label_ids.tolist(), predicted, Path(args.output_dir))
+    # What the pipeline's Model Monitor baselines are computed from (monitoring_baseline.py).
+    monitoring_baseline.write_baseline_datasets(
+        Path(args.output_dir), test_split.review_bodies, test_split.label_ids.tolist(), predicted, confidences,
+        test_split.max_seq_length)
     metrics = report["multiclass_classification_metrics"]
     for name in ("accuracy", "weighted_precision", "weighted_recall", "weighted_f1"):
         print(f"{name}: {metrics[name]['value']:.4f}", flush=True)

@@ -4,8 +4,9 @@ service reads them, and each step runs as the service would run it.
 
 Emulated: parameters (defaults and overrides, typed), execution variables, `Get` of step
 properties, `Std:Join`, `Std:JsonGet` on property files, DependsOn and data dependencies,
-Processing and Training jobs (jobs.py), Condition, Fail, RegisterModel (CreateModelPackage)
-and Model (CreateModel) steps, and selective execution (re-running chosen steps with the
+Processing and Training jobs (jobs.py), QualityCheck baselining jobs (the analyzer image's
+work done by baseline_analyzer.py, the one stand-in), Condition, Fail, RegisterModel
+(CreateModelPackage) and Model (CreateModel) steps, and selective execution (re-running chosen steps with the
 others' results taken from an earlier execution). Not emulated, and said so where a step uses
 it: step caching and retries, Debugger/Profiler rules, several training hosts.
 """
@@ -23,7 +24,7 @@ from typing import Any, Callable, Mapping, TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from local_pipeline import jobs, s3_io
+from local_pipeline import baseline_analyzer, jobs, s3_io
 from local_pipeline.containers import ContainerError
 from local_pipeline.expressions import EvaluationContext, ExpressionError, evaluate, step_references
 
@@ -307,6 +308,8 @@ class PipelineExecutor:
                     self._say(f"    {name}: {unemulated} are not evaluated locally "
                               f"({', '.join(rule['RuleConfigurationName'] for rule in arguments[unemulated])})")
             return jobs.run_training_job(self.context, job, arguments), []
+        if kind == "QualityCheck":
+            return self._quality_check(step, arguments, record, execution_id), []
         if kind == "RegisterModel":
             arn = self.context.sagemaker.create_model_package(**arguments)["ModelPackageArn"]
             record.metadata = {"RegisterModel": {"Arn": arn}}
@@ -317,6 +320,30 @@ class PipelineExecutor:
             record.metadata = {"Model": {"Arn": arn}}
             return {"ModelName": model_name, "ModelArn": arn}, []
         raise StepFailed(f"step type {kind} is not emulated locally")
+
+    def _quality_check(self, step: Mapping[str, Any], arguments: Mapping[str, Any], record: StepRecord,
+                       execution_id: str) -> dict[str, Any]:
+        """A baselining job (the analyzer's work done by baseline_analyzer.py, docs/local-run.md) and
+        the step's properties as the service sets them for SkipCheck with RegisterNewBaseline."""
+        name = step["Name"]
+        if not step.get("SkipCheck") or not step.get("RegisterNewBaseline"):
+            # The check against the latest approved package's baseline is the analyzer's
+            # monitoring mode, which the stand-in does not compute.
+            raise StepFailed(f"step {name}: only SkipCheck with RegisterNewBaseline is emulated locally")
+        job = job_name(execution_id, name)
+        result = jobs.run_baselining_job(self.context, job, arguments)
+        output = result["OutputS3Uri"].rstrip("/")
+        baselines = {
+            "CalculatedBaselineStatistics": f"{output}/{baseline_analyzer.STATISTICS_FILE}",
+            "CalculatedBaselineConstraints": f"{output}/{baseline_analyzer.CONSTRAINTS_FILE}",
+        }
+        baselines.update({"BaselineUsedForDriftCheckStatistics": baselines["CalculatedBaselineStatistics"],
+                          "BaselineUsedForDriftCheckConstraints": baselines["CalculatedBaselineConstraints"]})
+        # QualityCheckStepMetadata, as ListPipelineExecutionSteps reports it.
+        record.metadata = {"QualityCheck": {
+            "CheckType": step["CheckType"], "ModelPackageGroupName": step.get("ModelPackageGroupName", ""),
+            "CheckJobArn": result["ProcessingJobArn"], "SkipCheck": True, "RegisterNewBaseline": True, **baselines}}
+        return {**result, **baselines}
 
     def _condition(self, condition: Mapping[str, Any], context: EvaluationContext) -> bool:
         kind = condition["Type"]

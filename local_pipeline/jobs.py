@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, TextIO
 
-from local_pipeline import containers, s3_io
+from local_pipeline import baseline_analyzer, containers, s3_io
 
 # Where SageMaker leaves the reason for a failed job (the scripts write it, or the toolkit).
 PROCESSING_FAILURE_FILE = "output/message"
@@ -116,6 +116,27 @@ def run_processing_job(context: JobContext, name: str, request: Mapping[str, Any
         "ProcessingJobArn": context.job_arn("processing-job", name),
         "ProcessingJobStatus": "Completed",
     }
+
+
+def run_baselining_job(context: JobContext, name: str, request: Mapping[str, Any]) -> dict[str, Any]:
+    """A QualityCheck step's processing job: created as the service creates it (request
+    validation, the role's permission), its inputs staged and outputs uploaded as for any
+    processing job, with the analyzer image's work done by baseline_analyzer.py, the stand-in."""
+    context.sagemaker.create_processing_job(ProcessingJobName=name, **request)
+    environment = request.get("Environment", {})
+    opt_ml = context.work_dir / name / "algo-1"
+    _stage_processing_inputs(context, request, opt_ml, 0, 1)
+    (output,) = request["ProcessingOutputConfig"]["Outputs"]
+    try:
+        baseline_analyzer.run_baselining_job(
+            environment, _local_path(opt_ml, environment["dataset_source"]),
+            _local_path(opt_ml, environment["output_path"]))
+    except (baseline_analyzer.AnalyzerError, KeyError, ValueError) as error:
+        raise JobFailed(f"AlgorithmError: {error}") from None
+    s3_io.upload_tree(context.s3, _local_path(opt_ml, output["S3Output"]["LocalPath"]), output["S3Output"]["S3Uri"],
+                      kms_key_id=request["ProcessingOutputConfig"].get("KmsKeyId"))
+    return {"ProcessingJobName": name, "ProcessingJobArn": context.job_arn("processing-job", name),
+            "ProcessingJobStatus": "Completed", "OutputS3Uri": output["S3Output"]["S3Uri"]}
 
 
 # -------------------------------------------------------------------------------- training

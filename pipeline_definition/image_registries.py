@@ -73,11 +73,18 @@ def rule_evaluator_repositories(region: str) -> tuple[ImageRepository, ...]:
     )
 
 
+def model_monitor_repositories(region: str) -> tuple[ImageRepository, ...]:
+    """SageMaker's Model Monitor analyzer: the baselining steps and the monitoring schedules."""
+    return _repositories(region, ("model monitor analyzer image", lambda: images.model_monitor_image_uri(region)))
+
+
 def pipeline_repositories(region: str) -> tuple[ImageRepository, ...]:
-    """Every image the pipeline execution role pulls: its jobs, their rule evaluators, and the
-    inference image of the model its CreateModel step creates with that role."""
+    """Every image the pipeline execution role pulls: its jobs (the baselining jobs' analyzer
+    included), their rule evaluators, and the inference image of the model its CreateModel step
+    creates with that role."""
     return tuple(sorted({
         *training_repositories(region), *rule_evaluator_repositories(region), *inference_repositories(region),
+        *model_monitor_repositories(region),
     }))
 
 

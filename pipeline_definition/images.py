@@ -138,3 +138,10 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def model_monitor_image_uri(region: str) -> str:
+    """SageMaker's Model Monitor analyzer (Deequ on Spark), which the baselining jobs run."""
+    from sagemaker import image_uris
+
+    return image_uris.retrieve("model-monitor", region)

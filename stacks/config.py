@@ -88,6 +88,25 @@ class TrafficShiftingConfig(_Frozen):
     termination_wait_seconds: int = Field(default=600, ge=0, le=3600)
 
 
+# A SageMaker monitoring schedule's expression: hourly (`cron(0 * ? * * *)`) or daily at an hour
+# (`cron(0 6 ? * * *)`); Model Monitor takes no other cron form.
+_MONITORING_CRON = r"^cron\(0 (\*|[01]?\d|2[0-3]) \? \* \* \*\)$"
+
+
+class MonitoringConfig(_Frozen):
+    """Model Monitor schedules of a real-time endpoint (docs/serving.md#monitor-and-retrain)."""
+
+    # Data quality of the captured requests (record_features.py's columns) against the served
+    # package's data-quality baseline.
+    data_quality_schedule: str = Field(default="cron(0 * ? * * *)", pattern=_MONITORING_CRON)
+    # Model quality of captured predictions against the labels users upload (ground truth).
+    model_quality_schedule: str = Field(default="cron(0 6 ? * * *)", pattern=_MONITORING_CRON)
+    instance_type: str = Field(default="ml.m5.xlarge", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+    max_runtime_seconds: int = Field(default=1800, ge=60, le=3600)  # at most the schedule's hour
+    # The alarm on data drift fires when this many features drift in one monitoring run.
+    drifted_features_alarm_threshold: int = Field(default=1, ge=1, le=6)
+
+
 class ServingConfig(_Frozen):
     """The endpoint: either serverless (costs nothing while idle) or real-time instances."""
 
@@ -108,6 +127,8 @@ class ServingConfig(_Frozen):
     # The image's toolkit answers a failing model with 400s, not 5XX (docs/serving.md): this share
     # of invocations answered 4XX, in percent, rolls a deployment back.
     error_4xx_share_alarm_threshold_percent: int = Field(ge=1, le=100)
+    # Model Monitor schedules; absent: none (they read captured data, so real-time endpoints only).
+    monitoring: MonitoringConfig | None = None
 
     @model_validator(mode="after")
     def _one_serving_mode(self) -> "ServingConfig":
@@ -117,6 +138,9 @@ class ServingConfig(_Frozen):
             raise ValueError("auto_scaling and traffic_shifting apply to real-time endpoints only")
         if self.serverless is not None and self.data_capture_sampling_percent is not None:
             raise ValueError("serverless endpoints do not support data capture: remove data_capture_sampling_percent")
+        if self.serverless is not None and self.monitoring is not None:
+            raise ValueError("monitoring reads captured requests, which serverless endpoints do not capture: "
+                             "remove monitoring")
         if self.serverless is None and self.data_capture_sampling_percent is None:
             raise ValueError("real-time endpoints capture data: set data_capture_sampling_percent (1-100)")
         shifting = self.traffic_shifting
@@ -140,6 +164,11 @@ class ModelSourceConfig(_Frozen):
     model packages promoted from another environment's group (`promote_from`: its name)."""
 
     promote_from: str | None = Field(default=None, min_length=1)
+class RetrainingConfig(_Frozen):
+    """What starts the training pipeline besides a person: off unless set (docs/serving.md)."""
+
+    on_drift: bool = False  # the endpoint's data-drift alarm (needs serving.monitoring)
+    schedule: str | None = Field(default=None, pattern=r"^cron\(\S+ \S+ \S+ \S+ \S+ \S+\)$")  # EventBridge cron
 
 
 class EnvironmentConfig(_Frozen):
@@ -155,6 +184,7 @@ class EnvironmentConfig(_Frozen):
     model_source: ModelSourceConfig = ModelSourceConfig()
     pipeline: PipelineConfig
     serving: ServingConfig
+    retraining: RetrainingConfig = RetrainingConfig()
 
     @field_validator("name")
     @classmethod
@@ -181,6 +211,26 @@ class EnvironmentConfig(_Frozen):
                 input=status,
             )])
         return pipeline
+
+    @model_validator(mode="after")
+    def _drift_needs_monitoring(self) -> "EnvironmentConfig":
+        if self.retraining.on_drift and self.serving.monitoring is None:
+            raise ValidationError.from_exception_data(type(self).__name__, [InitErrorDetails(
+                type=PydanticCustomError("drift_needs_monitoring",
+                                         "retraining on drift needs the drift alarm of serving.monitoring"),
+                loc=("retraining", "on_drift"), input=True)])
+        return self
+
+    @model_validator(mode="after")
+    def _retraining_needs_a_pipeline(self) -> "EnvironmentConfig":
+        # An environment that promotes has no pipeline of its own to start: its source retrains.
+        if self.model_source.promote_from is not None and (self.retraining.on_drift or self.retraining.schedule):
+            raise ValidationError.from_exception_data(type(self).__name__, [InitErrorDetails(
+                type=PydanticCustomError("retraining_needs_a_pipeline",
+                                         "an environment that promotes from '{source}' has no pipeline to retrain; "
+                                         "configure retraining in '{source}'", {"source": self.model_source.promote_from}),
+                loc=("retraining",), input=self.retraining.model_dump())])
+        return self
 
     @property
     def trains(self) -> bool:

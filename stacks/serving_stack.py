@@ -14,10 +14,13 @@ import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
 from constructs import Construct
 
-from pipeline_definition import image_registries
+from pipeline_definition import image_registries, images
 from stacks.components.approval_deployer import ApprovalDeployer, ApprovalDeployerProps
 from stacks.components.approval_update_role import ApprovalUpdateRole, ApprovalUpdateRoleProps
 from stacks.components.approved_model_endpoint import ApprovedModelEndpoint, ApprovedModelEndpointProps
+from pipeline_definition.steps import baselines
+from stacks.components.retraining_trigger import RetrainingTrigger, RetrainingTriggerProps
+from stacks.components.model_monitoring import SERVING_BASELINES_PREFIX, ModelMonitoring, ModelMonitoringProps
 from stacks.components.approved_model_package_parameter import NO_APPROVED_PACKAGE, parameter_arn
 from stacks.components.cdk_bootstrap import bootstrap_version_parameter_name
 from stacks.components.promotion_access import PromotedModelAccess, PromotedModelAccessProps, PromotionSource
@@ -80,6 +83,7 @@ class ServingStack(cdk.Stack):
                 role_name=config.serving_model_role_name if promotion_source else None,
             ),
         )
+        self.monitoring = self._monitoring() if config.serving.monitoring is not None else None
         approved_package_parameter_arn = parameter_arn(self, config.approved_model_package_parameter_name)
         bootstrap_version_parameter_arn = (
             parameter_arn(self, bootstrap_version_parameter_name(self))
@@ -99,6 +103,7 @@ class ServingStack(cdk.Stack):
                 endpoint_key=None if config.serving.is_serverless else shared.key,
                 instance_type=config.serving.instance_type,
                 auto_scaling=config.serving.auto_scaling is not None,
+                monitoring_role=self.monitoring.role if self.monitoring is not None else None,
             ),
         )
         self.deployer = ApprovalDeployer(
@@ -119,6 +124,7 @@ class ServingStack(cdk.Stack):
                 key=shared.key,
                 role_name=config.approval_deployer_role_name if promotion_source else None,
                 promotion_source_prefix=promotion_source.package_arn_prefix if promotion_source else None,
+                **self._baseline_publishing(),
             ),
         )
         if promotion_source is not None:
@@ -139,6 +145,17 @@ class ServingStack(cdk.Stack):
                             f"--to {config.name}",
             )
 
+        retraining = config.retraining
+        if retraining.on_drift or retraining.schedule:
+            RetrainingTrigger(self, "RetrainingTrigger", props=RetrainingTriggerProps(
+                pipeline_name=config.pipeline_name,
+                drift_alarm=self.monitoring.data_drift_alarm if retraining.on_drift else None,
+                schedule=retraining.schedule,
+                log_retention_days=config.log_retention_days,
+                retain_on_delete=config.retain_on_delete,
+                key=shared.key,
+            ))
+
         endpoint_output = cdk.CfnOutput(
             self, "EndpointName", value=config.endpoint_name,
             description="The endpoint serving the approved model package",
@@ -155,10 +172,42 @@ class ServingStack(cdk.Stack):
         cdk.CfnOutput(self, "ApprovalEventsDeadLetterQueueUrl", value=self.deployer.dead_letter_queue.queue_url)
         cdk.CfnOutput(self, "ApprovalDeployerLogGroupName", value=self.deployer.log_group.log_group_name)
 
+    def _baseline_publishing(self) -> dict:
+        """What the deployer needs to point the monitoring schedules at a promoted package's baselines."""
+        if self.monitoring is None:
+            return {}
+        return {
+            "artifacts_bucket": self.shared.artifacts_bucket,
+            "pipeline_baselines_prefix": baselines.BASELINES_PREFIX,
+            "serving_baselines_prefix": f"{SERVING_BASELINES_PREFIX}/{self.config.endpoint_name}",
+        }
+
+    def _monitoring(self) -> ModelMonitoring:
+        config = self.config
+        return ModelMonitoring(
+            self,
+            "ModelMonitoring",
+            props=ModelMonitoringProps(
+                endpoint_name=config.endpoint_name,
+                monitoring=config.serving.monitoring,
+                max_seq_length=config.pipeline.max_seq_length,
+                min_accuracy=config.pipeline.min_accuracy,
+                condition=self.has_approved_model,
+                endpoint=self.served.endpoint,
+                key=self.shared.key,
+                data_bucket=self.shared.data_bucket,
+                artifacts_bucket=self.shared.artifacts_bucket,
+                image_uri=images.model_monitor_image_uri(config.region),
+                image_repositories=image_registries.model_monitor_repositories(config.region),
+            ),
+        )
+
     def _rollback_alarm_names(self) -> tuple[str, ...]:
-        """Every alarm the served endpoint declares: an approval update creates, changes or deletes them."""
+        """Every alarm the served endpoint and its monitoring declare: an approval update creates,
+        changes or deletes them."""
         names = []
-        for child in self.served.node.find_all():
+        watched = [*self.served.node.find_all(), *(self.monitoring.node.find_all() if self.monitoring else [])]
+        for child in watched:
             if isinstance(child, cloudwatch.CfnAlarm):
                 if not isinstance(child.alarm_name, str) or cdk.Token.is_unresolved(child.alarm_name):
                     raise ValueError(f"{child.node.path}: the approval update role needs a fixed alarm name")

@@ -21,17 +21,20 @@ COMPONENTS = ("foundation", "pipeline", "serving")
 NAG_PACK_PREFIX = "AwsSolutions-"
 
 TRAINING, INFERENCE, RULES = "huggingface-pytorch-training", "huggingface-pytorch-inference", "sagemaker-debugger-rules"
-# (Deep Learning Containers account, Debugger/Profiler rule images account) in sagemaker 2.257.7's config.
+MODEL_MONITOR = "sagemaker-model-monitor-analyzer"
+# (Deep Learning Containers account, Debugger/Profiler rule images account, Model Monitor analyzer
+# account) in sagemaker 2.257.7's config.
 SDK_ACCOUNTS = {
-    "us-east-1": ("763104351884", "503895931360"),
-    "eu-south-1": ("692866216735", "563282790590"),
-    "af-south-1": ("626614931356", "314341159256"),
+    "us-east-1": ("763104351884", "503895931360", "156813124566"),
+    "eu-south-1": ("692866216735", "563282790590", "933208885752"),
+    "af-south-1": ("626614931356", "314341159256", "875698925577"),
 }
 OTHER_REGION = "eu-south-1"
 OTHER_REGION_DEPLOYMENT = f"dev-in-{OTHER_REGION}"
 # Where the definition names an image: processing, training, rule evaluator, registered/created model.
 DEFINITION_IMAGE_FIELDS = ("ImageUri", "TrainingImage", "RuleEvaluatorImage", "Image")
 PIPELINE_ROLE, MODEL_ROLE = "PipelineExecutionRole", "ApprovedModelEndpointModelExecutionRole"
+MONITORING_ROLE = "ModelMonitoringRole"  # the schedules' analyzer jobs, where the environment monitors
 _REPOSITORY_ARN = re.compile(r"arn:<partition>:ecr:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):repository/(?P<name>.+)")
 
 
@@ -39,11 +42,13 @@ _REPOSITORY_ARN = re.compile(r"arn:<partition>:ecr:(?P<region>[a-z0-9-]+):(?P<ac
 
 @pytest.mark.parametrize("region", SDK_ACCOUNTS)
 def test_repositories_are_the_sdk_config_of_the_region(region):
-    dlc, rules = SDK_ACCOUNTS[region]
+    dlc, rules, model_monitor = SDK_ACCOUNTS[region]
     assert image_registries.training_repositories(region) == (ImageRepository(dlc, region, TRAINING),)
     assert image_registries.inference_repositories(region) == (ImageRepository(dlc, region, INFERENCE),)
     assert image_registries.rule_evaluator_repositories(region) == (ImageRepository(rules, region, RULES),)
-    assert image_registries.registry_accounts(image_registries.pipeline_repositories(region)) == tuple(sorted((dlc, rules)))
+    assert image_registries.model_monitor_repositories(region) == (ImageRepository(model_monitor, region, MODEL_MONITOR),)
+    assert image_registries.registry_accounts(image_registries.pipeline_repositories(region)) == tuple(
+        sorted((dlc, rules, model_monitor)))
 
 
 def test_a_region_the_sdk_does_not_know_fails_naming_it():
@@ -132,6 +137,13 @@ def test_model_role_pulls_exactly_the_inference_image(deployment):
     assert {r.account for r in pulled} == {SDK_ACCOUNTS[deployment.region][0]}
 
 
+def test_monitoring_role_pulls_exactly_the_analyzer_image(deployment):
+    if not any(role.startswith(MONITORING_ROLE) for role in pulls_by_role(deployment.templates["serving"])):
+        pytest.skip("this environment has no Model Monitor schedules (cdk.json serving.monitoring)")
+    pulled = pulled_repositories(deployment.templates["serving"], MONITORING_ROLE)
+    assert pulled == set(image_registries.model_monitor_repositories(deployment.region))
+
+
 def test_roles_pull_what_the_generated_definition_runs(deployment):
     if "pipeline" not in deployment.templates:
         pytest.skip("this environment promotes models from another one: it runs no pipeline definition")
@@ -164,19 +176,26 @@ def test_another_region_has_no_unsuppressed_nag_findings(other_region_deployment
 
 # --- Reading templates and the definition --------------------------------------------------------
 
-def pulled_repositories(template: dict, role_logical_id_prefix: str) -> set[ImageRepository]:
-    """The repositories of every ECR pull statement in the template, all of which must belong
-    to the one role."""
-    pulled = set()
+def pulls_by_role(template: dict) -> dict[str, set[ImageRepository]]:
+    """The repositories of every ECR pull statement in the template, by the logical id of the role
+    whose policy holds it."""
+    pulls: dict[str, set[ImageRepository]] = {}
     for policy in (r for r in template["Resources"].values() if r["Type"] == "AWS::IAM::Policy"):
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             if "ecr:BatchGetImage" not in _as_list(statement["Action"]):
                 continue
-            assert [role["Ref"] for role in policy["Properties"]["Roles"]] == [
-                lid for lid in template["Resources"] if lid.startswith(role_logical_id_prefix)
-                and template["Resources"][lid]["Type"] == "AWS::IAM::Role"
-            ], f"an ECR pull outside {role_logical_id_prefix}"
-            pulled.update(_repository_of_arn(_flatten(resource)) for resource in _as_list(statement["Resource"]))
+            for role in policy["Properties"]["Roles"]:
+                pulls.setdefault(role["Ref"], set()).update(
+                    _repository_of_arn(_flatten(resource)) for resource in _as_list(statement["Resource"]))
+    return pulls
+
+
+def pulled_repositories(template: dict, role_logical_id_prefix: str) -> set[ImageRepository]:
+    """What the one role pulls; no other role of the template may pull but the ones allowed below."""
+    pulls = pulls_by_role(template)
+    allowed = (PIPELINE_ROLE, MODEL_ROLE, MONITORING_ROLE)
+    assert all(role.startswith(allowed) for role in pulls), f"an ECR pull outside {allowed}: {sorted(pulls)}"
+    pulled = set().union(*(repositories for role, repositories in pulls.items() if role.startswith(role_logical_id_prefix)))
     assert pulled, f"{role_logical_id_prefix} pulls no images"
     return pulled
 

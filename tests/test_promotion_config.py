@@ -27,6 +27,7 @@ def environments(**sources: str | None) -> dict:
         raw[name].pop("model_source", None)
         if source is not None:
             raw[name]["model_source"] = {"promote_from": source}
+            raw[name].pop("retraining", None)  # refused where there is no pipeline to start
     return raw
 
 
@@ -90,3 +91,12 @@ def test_unknown_model_source_key_is_refused():
 def test_an_environment_without_model_source_trains():
     configs = parse_all_environments(environments(prod=None))
     assert all(config.trains for config in configs.values())
+
+
+def test_retraining_in_an_environment_that_promotes_is_refused_by_key():
+    # It has no pipeline to start: its source is where retraining belongs.
+    raw = environments()
+    raw["prod"]["retraining"] = {"schedule": "cron(0 3 ? * SUN *)"}
+    with pytest.raises(ConfigError, match=r"environments\.prod\.retraining: an environment that promotes from "
+                                          r"'staging' has no pipeline to retrain; configure retraining in 'staging'"):
+        parse_environments(raw)

@@ -8,6 +8,7 @@ threshold, the run fails with a message that states the accuracy and the thresho
 from __future__ import annotations
 
 from sagemaker.model import Model
+from sagemaker.drift_check_baselines import DriftCheckBaselines
 from sagemaker.model_metrics import MetricsSource, ModelMetrics
 from sagemaker.workflow.condition_step import ConditionStep
 from sagemaker.workflow.conditions import ConditionEquals, ConditionGreaterThanOrEqualTo
@@ -16,6 +17,7 @@ from sagemaker.workflow.fail_step import FailStep
 from sagemaker.workflow.functions import Join, JsonGet
 from sagemaker.workflow.model_step import ModelStep
 from sagemaker.workflow.properties import PropertyFile
+from sagemaker.workflow.quality_check_step import QualityCheckStep
 from sagemaker.workflow.steps import ProcessingStep
 
 from pipeline_definition import images
@@ -60,13 +62,30 @@ def serving_model(settings: PipelineDefinitionSettings, model_data_url: Pipeline
     )
 
 
-def model_metrics(evaluate_step: ProcessingStep) -> ModelMetrics:
+def _json_source(s3_uri) -> MetricsSource:
+    return MetricsSource(s3_uri=s3_uri, content_type="application/json")
+
+
+def model_metrics(evaluate_step: ProcessingStep, baselines: tuple[QualityCheckStep, QualityCheckStep]) -> ModelMetrics:
+    """evaluation.json as the model's statistics, and the baselines the pipeline calculated."""
     report_prefix = evaluate_step.properties.ProcessingOutputConfig.Outputs[evaluate.OUTPUT_NAME].S3Output.S3Uri
+    data_quality, model_quality = baselines
     return ModelMetrics(
-        model_statistics=MetricsSource(
-            s3_uri=Join(on="/", values=[report_prefix, evaluate.REPORT_FILE_NAME]),
-            content_type="application/json",
-        )
+        model_statistics=_json_source(Join(on="/", values=[report_prefix, evaluate.REPORT_FILE_NAME])),
+        model_constraints=_json_source(model_quality.properties.CalculatedBaselineConstraints),
+        model_data_statistics=_json_source(data_quality.properties.CalculatedBaselineStatistics),
+        model_data_constraints=_json_source(data_quality.properties.CalculatedBaselineConstraints),
+    )
+
+
+def drift_check_baselines(baselines: tuple[QualityCheckStep, QualityCheckStep]) -> DriftCheckBaselines:
+    """What the monitoring schedules of this package compare with (stacks/components/model_monitoring.py)."""
+    data_quality, model_quality = baselines
+    return DriftCheckBaselines(
+        model_statistics=_json_source(model_quality.properties.BaselineUsedForDriftCheckStatistics),
+        model_constraints=_json_source(model_quality.properties.BaselineUsedForDriftCheckConstraints),
+        model_data_statistics=_json_source(data_quality.properties.BaselineUsedForDriftCheckStatistics),
+        model_data_constraints=_json_source(data_quality.properties.BaselineUsedForDriftCheckConstraints),
     )
 
 
@@ -76,6 +95,7 @@ def _register_unless_registered(
     seal_report: PropertyFile,
     evaluate_step: ProcessingStep,
     session,
+    baselines: tuple[QualityCheckStep, QualityCheckStep],
 ) -> ConditionStep:
     model = serving_model(settings, seal.sealed_model_data_url(seal_step, seal_report), session)
     register_step = ModelStep(
@@ -90,7 +110,8 @@ def _register_unless_registered(
             # From the environment's config, never a run-time parameter: the pipeline role may
             # create versions with this status only.
             approval_status=settings.defaults.model_approval_status,
-            model_metrics=model_metrics(evaluate_step),
+            model_metrics=model_metrics(evaluate_step, baselines),
+            drift_check_baselines=drift_check_baselines(baselines),
             description=f"Review sentiment classifier trained by {settings.pipeline_name}",
         ),
     )
@@ -140,6 +161,8 @@ def build_condition_step(
     evaluate_step: ProcessingStep,
     report: PropertyFile,
     session,
+    *,
+    baselines: tuple[QualityCheckStep, QualityCheckStep],
 ) -> ConditionStep:
     accuracy = evaluated_accuracy(evaluate_step, report)
     return ConditionStep(
@@ -151,6 +174,6 @@ def build_condition_step(
             ConditionGreaterThanOrEqualTo(left=accuracy, right=settings.defaults.min_accuracy),
             ConditionGreaterThanOrEqualTo(left=accuracy, right=params.min_accuracy),
         ],
-        if_steps=[_register_unless_registered(settings, seal_step, seal_report, evaluate_step, session)],
+        if_steps=[_register_unless_registered(settings, seal_step, seal_report, evaluate_step, session, baselines)],
         else_steps=[_fail_with_the_missed_threshold(settings, params, accuracy)],
     )

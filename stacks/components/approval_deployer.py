@@ -21,10 +21,12 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
+from cdk_nag import RegexAppliesTo
 from constructs import Construct
 
 from stacks.checkov_skips import skip_lambda_checks
@@ -71,6 +73,11 @@ class ApprovalDeployerProps:
     # A promoting environment: the ARN prefix of its source group's versions (the handler serves
     # verified promotions of them only).
     promotion_source_prefix: str | None = None
+    # With monitoring: the deployer copies a promoted package's baselines (written by the pipeline
+    # under pipeline_baselines_prefix) to serving_baselines_prefix, where the schedules read them.
+    artifacts_bucket: s3.IBucket | None = None
+    pipeline_baselines_prefix: str | None = None
+    serving_baselines_prefix: str | None = None
 
 
 class ApprovalDeployer(Construct):
@@ -183,6 +190,10 @@ class ApprovalDeployer(Construct):
                 "METRIC_NAMESPACE": props.metric_namespace,
                 **({"PROMOTION_SOURCE_PREFIX": props.promotion_source_prefix}
                    if props.promotion_source_prefix else {}),
+                "SERVING_BASELINES_URI": (
+                    props.artifacts_bucket.s3_url_for_object(props.serving_baselines_prefix)
+                    if props.artifacts_bucket is not None else ""
+                ),
             },
         )
         self.function.add_event_source(event_sources.SqsEventSource(
@@ -192,6 +203,8 @@ class ApprovalDeployer(Construct):
             max_concurrency=2,  # the minimum; CloudFormation serializes updates anyway
         ))
         self._grant_handler(role, log_group, props)
+        if props.artifacts_bucket is not None:
+            self._grant_baseline_publishing(role, props)
         # Decrypt: its environment and the queue's messages. GenerateDataKey: sending to the
         # KMS-encrypted dead-letter queue needs a data key (SQS server-side encryption).
         props.key.grant(role, "kms:Decrypt", "kms:GenerateDataKey")
@@ -278,6 +291,27 @@ class ApprovalDeployer(Construct):
             datapoints_to_alarm=periods if periods > 1 else None,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=missing_data,
+        )
+
+    def _grant_baseline_publishing(self, role: iam.Role, props: ApprovalDeployerProps) -> None:
+        """publish_serving_baselines: copy what the pipeline calculated to where monitoring reads."""
+        bucket = props.artifacts_bucket
+        prefixes = "|".join(prefix.replace("/", "\\/")
+                            for prefix in (props.pipeline_baselines_prefix, props.serving_baselines_prefix))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="ReadPipelineBaselines", actions=["s3:GetObject"],
+            resources=[bucket.arn_for_objects(f"{props.pipeline_baselines_prefix}/*")],
+        ))
+        role.add_to_policy(iam.PolicyStatement(
+            sid="PublishServingBaselines", actions=["s3:PutObject"],
+            resources=[bucket.arn_for_objects(f"{props.serving_baselines_prefix}/*")],
+        ))
+        suppress(
+            role, "AwsSolutions-IAM5",
+            "Baseline files are named per pipeline execution (monitoring-baselines/<execution id>/...) and "
+            "copied under this endpoint's serving-baselines prefix: only object keys below these prefixes.",
+            applies_to=[RegexAppliesTo(regex=f"/^Resource::.*\\/({prefixes})\\/\\*$/")],
+            apply_to_children=True,
         )
 
     def _grant_handler(self, role: iam.Role, log_group: logs.LogGroup, props: ApprovalDeployerProps) -> None:

@@ -59,6 +59,9 @@ class ApprovalUpdateRoleProps:
     endpoint_key: kms.IKey | None
     instance_type: str | None
     auto_scaling: bool
+    # The role of the endpoint's Model Monitor jobs, when it has monitoring schedules (they are
+    # created with the endpoint, by the first approval update): None without.
+    monitoring_role: iam.IRole | None = None
 
 
 class ApprovalUpdateRole(Construct):
@@ -140,6 +143,8 @@ class ApprovalUpdateRole(Construct):
             ),
             iam.PolicyStatement(sid="ReadAlarms", actions=["cloudwatch:DescribeAlarms"], resources=["*"]),
         ]
+        if props.monitoring_role is not None:
+            statements += _monitoring_statements(stack, props)
         if props.endpoint_key is not None:
             statements += [
                 iam.PolicyStatement(
@@ -194,10 +199,16 @@ class ApprovalUpdateRole(Construct):
                 f"Resource::arn:<AWS::Partition>:cloudwatch:{stack.region}:{stack.account}:"
                 f"alarm:TargetTracking-endpoint/{props.endpoint_name}/*"
             )
+        if props.monitoring_role is not None:
+            findings += [f"Resource::arn:<AWS::Partition>:sagemaker:{stack.region}:{stack.account}:{kind}/*"
+                         for kind in ("data-quality-job-definition", "model-quality-job-definition")]
+            findings.append(f"Resource::arn:<AWS::Partition>:sagemaker:{stack.region}:{stack.account}:"
+                            f"monitoring-schedule/{props.endpoint_name}-*")
         suppress(
             self.role,
             "AwsSolutions-IAM5",
-            "CloudFormation names each new model and endpoint config itself (a new one per promotion); "
+            "CloudFormation names each new model, endpoint config and monitoring job definition itself (a "
+            "new one per promotion or change); monitoring schedules are named after the endpoint; "
             "versions of the environment's own model package group are read; Application Auto Scaling "
             "names its target-tracking alarms after the endpoint; cloudwatch:DescribeAlarms, "
             "cloudwatch:GetMetricData and the application-autoscaling actions take no resource-level "
@@ -212,6 +223,37 @@ class ApprovalUpdateRole(Construct):
             "cloudwatch:GetMetricData take no resource-level permissions; every other write is "
             "scoped to this endpoint, its configs, models and alarms.",
         )
+
+
+def _monitoring_statements(stack: cdk.Stack, props: ApprovalUpdateRoleProps) -> list[iam.PolicyStatement]:
+    """The endpoint's monitoring job definitions (unnamed: CloudFormation names them, and replaces
+    them rather than update them) and its schedules, named after the endpoint."""
+    job_definitions = [stack.format_arn(service="sagemaker", resource=kind, resource_name="*")
+                       for kind in ("data-quality-job-definition", "model-quality-job-definition")]
+    schedules = stack.format_arn(service="sagemaker", resource="monitoring-schedule",
+                                 resource_name=f"{props.endpoint_name}-*")
+    return [
+        iam.PolicyStatement(
+            sid="ManageTheMonitoringJobDefinitions",
+            actions=[f"sagemaker:{verb}{kind}JobDefinition" for kind in ("DataQuality", "ModelQuality")
+                     for verb in ("Create", "Describe", "Delete")],
+            resources=job_definitions,
+        ),
+        iam.PolicyStatement(
+            sid="ManageTheMonitoringSchedules",
+            actions=[f"sagemaker:{verb}MonitoringSchedule" for verb in ("Create", "Describe", "Update", "Delete")],
+            resources=[schedules],
+        ),
+        iam.PolicyStatement(
+            sid="TagTheMonitoringResources", actions=list(SAGEMAKER_TAG_ACTIONS), resources=[*job_definitions, schedules],
+        ),
+        iam.PolicyStatement(
+            sid="PassTheMonitoringRoleToSageMaker",
+            actions=["iam:PassRole"],
+            resources=[props.monitoring_role.role_arn],
+            conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+        ),
+    ]
 
 
 def _alarm_arn(stack: cdk.Stack, alarm_name: str) -> str:

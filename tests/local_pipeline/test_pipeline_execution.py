@@ -24,8 +24,9 @@ from local_run_support import tiny_training_parameters
 
 pytestmark = pytest.mark.slow
 
-STEP_ORDER = ["FingerprintInput", "PrepareReviews", "TrainModel", "SealModelArtifact", "EvaluateModel", "CheckAccuracy",
-              "CheckNotYetRegistered", "Register-RegisterModel", "Create-CreateModel"]
+STEP_ORDER = ["FingerprintInput", "PrepareReviews", "TrainModel", "SealModelArtifact", "EvaluateModel",
+              "DataQualityBaseline", "ModelQualityBaseline", "CheckAccuracy", "CheckNotYetRegistered",
+              "Register-RegisterModel", "Create-CreateModel"]
 
 
 class LocalPipeline:
@@ -122,6 +123,32 @@ def test_the_registered_package_points_at_the_sealed_artifact_and_its_evaluation
     assert local_pipeline.sagemaker.describe_model(ModelName=model_name)["PrimaryContainer"]["ModelDataUrl"] == sealed
 
 
+def test_the_registered_package_carries_the_baselines_computed_from_its_test_predictions(local_pipeline, baseline):
+    package_arn = baseline.step_properties["Register-RegisterModel"]["ModelPackageArn"]
+    package = local_pipeline.sagemaker.describe_model_package(ModelPackageName=package_arn)
+    drift, metrics = package["DriftCheckBaselines"], package["ModelMetrics"]
+    data_statistics = local_aws_json(local_pipeline, drift["ModelDataQuality"]["Statistics"]["S3Uri"])
+    data_constraints = local_aws_json(local_pipeline, drift["ModelDataQuality"]["Constraints"]["S3Uri"])
+    assert metrics["ModelDataQuality"] == drift["ModelDataQuality"]
+    # One column per monitored feature, typed as the analyzer types them.
+    types = {feature["name"]: feature["inferred_type"] for feature in data_statistics["features"]}
+    assert types == {"review_characters": "Integral", "review_tokens": "Integral", "truncated_share": "Fractional",
+                     "unknown_token_share": "Fractional", "predicted_label": "String", "confidence": "Fractional"}
+    predicted = next(c for c in data_constraints["features"] if c["name"] == "predicted_label")
+    assert set(predicted["string_constraints"]["domains"]) <= {"negative", "neutral", "positive"}
+    # The model-quality baseline agrees with evaluate.py's own report of the same predictions.
+    evaluation = local_aws_json(local_pipeline, metrics["ModelQuality"]["Statistics"]["S3Uri"])
+    model_statistics = local_aws_json(local_pipeline, drift["ModelQuality"]["Statistics"]["S3Uri"])
+    model_constraints = local_aws_json(local_pipeline, drift["ModelQuality"]["Constraints"]["S3Uri"])
+    accuracy = evaluation["multiclass_classification_metrics"]["accuracy"]["value"]
+    assert model_statistics["multiclass_classification_metrics"]["accuracy"]["value"] == pytest.approx(accuracy)
+    assert data_statistics["dataset"]["item_count"] == model_statistics["dataset"]["item_count"] == sum(
+        sum(row.values()) for row in evaluation["multiclass_classification_metrics"]["confusion_matrix"].values())
+    assert model_constraints["multiclass_classification_constraints"]["accuracy"] == {
+        "threshold": pytest.approx(accuracy), "comparison_operator": "LessThanThreshold"}
+    assert baseline.step("DataQualityBaseline").metadata["QualityCheck"]["CheckType"] == "DATA_QUALITY"
+
+
 def _read(pipeline: "LocalPipeline", uri: str) -> bytes:
     bucket, _, key = uri[len("s3://"):].partition("/")
     return pipeline.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
@@ -155,11 +182,14 @@ def test_a_rerun_of_the_same_trained_artifact_registers_no_second_version(local_
     cached = dataclasses.replace(baseline, step_properties={name: baseline.step_properties[name]
                                                             for name in ("PrepareReviews", "TrainModel")})
     # FingerprintInput and SealModelArtifact are never cached: they run on every execution.
-    rerun = frozenset({"FingerprintInput", "SealModelArtifact", "EvaluateModel", "CheckAccuracy", "CheckNotYetRegistered"})
+    # The baselines read this execution's evaluation output, so they run again too.
+    rerun = frozenset({"FingerprintInput", "SealModelArtifact", "EvaluateModel", "DataQualityBaseline",
+                       "ModelQualityBaseline", "CheckAccuracy", "CheckNotYetRegistered"})
     result = local_pipeline.run(local_pipeline.definition, SelectiveExecution(cached, rerun))
     assert result.status == "Succeeded", result.failure_reason
     assert [record.name for record in result.steps] == [
-        "FingerprintInput", "SealModelArtifact", "EvaluateModel", "CheckAccuracy", "CheckNotYetRegistered"]
+        "FingerprintInput", "SealModelArtifact", "EvaluateModel", "DataQualityBaseline", "ModelQualityBaseline",
+        "CheckAccuracy", "CheckNotYetRegistered"]
     assert result.step("CheckNotYetRegistered").metadata == {"Condition": {"Outcome": "False"}}
     after = local_pipeline.sagemaker.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
     assert after == before

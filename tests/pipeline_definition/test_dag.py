@@ -14,7 +14,7 @@ import evaluate as evaluate_script  # container_code/, on sys.path via tests/con
 import fingerprint_input as fingerprint_script
 import reviews
 from pipeline_definition.locations import IMMUTABLE_MODELS_PREFIX
-from pipeline_definition.steps import evaluate, fingerprint, prepare, register, seal, train
+from pipeline_definition.steps import baselines, evaluate, fingerprint, prepare, register, seal, train
 
 EXPECTED_PARAMETERS = {
     "InputDataS3Uri": "String",
@@ -78,6 +78,8 @@ def test_steps_run_fingerprint_prepare_train_seal_evaluate_then_the_accuracy_gat
         (train.STEP_NAME, "Training"),
         (seal.STEP_NAME, "Processing"),
         (evaluate.STEP_NAME, "Processing"),
+        (baselines.DATA_QUALITY_STEP_NAME, "QualityCheck"),
+        (baselines.MODEL_QUALITY_STEP_NAME, "QualityCheck"),
         (register.CONDITION_STEP_NAME, "Condition"),
     ]
     assert _branches(step_named(dev_definition, register.CONDITION_STEP_NAME)) == (

@@ -97,7 +97,8 @@ def schema_permissions(resource_type: str) -> set[str]:
 
     schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema(region="us-east-1", resource_type=resource_type).schema
     handlers = schema["handlers"]
-    return {p for operation in ("create", "read", "update", "delete") for p in handlers[operation]["permissions"]}
+    # Job definitions have no update handler: CloudFormation replaces them.
+    return {p for operation in ("create", "read", "update", "delete") for p in handlers.get(operation, {}).get("permissions", [])}
 
 
 def served_resources(template: dict) -> dict[str, dict]:
@@ -196,7 +197,9 @@ def test_deployer_passes_only_the_update_role_and_only_to_cloudformation(serving
 
 def test_deployer_holds_exactly_what_its_handler_calls(serving, config):
     statements = deployer_statements(serving)
-    assert actions_of(statements) == {
+    # publish_serving_baselines, where the environment monitors its endpoint.
+    baselines = {"s3:GetObject", "s3:PutObject"} if config.serving.monitoring is not None else set()
+    assert actions_of(statements) == baselines | {
         "logs:CreateLogStream", "logs:PutLogEvents",
         "cloudformation:DescribeStacks", "cloudformation:DescribeStackEvents", "cloudformation:DescribeStackResources",
         "cloudformation:UpdateStack", "iam:PassRole",
@@ -227,6 +230,11 @@ def test_deployer_holds_exactly_what_its_handler_calls(serving, config):
     assert f"endpoint/{config.endpoint_name}" in json.dumps(verify["Resource"])
     metrics = by_sid(statements, "PublishServingMetrics")
     assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}}
+    if baselines:
+        assert actions_of(statements) >= baselines
+        assert "/monitoring-baselines/*" in json.dumps(by_sid(statements, "ReadPipelineBaselines")["Resource"])
+        assert f"/serving-baselines/{config.endpoint_name}/*" in json.dumps(
+            by_sid(statements, "PublishServingBaselines")["Resource"])
 
 
 def test_deployer_and_update_role_may_read_the_bootstrap_version_cloudformation_resolves(serving, config):
@@ -258,7 +266,13 @@ def test_handler_environment_names_this_stack_and_its_update_role(serving, confi
         **({} if config.trains else {"PROMOTION_SOURCE_PREFIX": (
             f"arn:aws:sagemaker:{config.region}:{load_environment(config.model_source.promote_from).account}:"
             f"model-package/{load_environment(config.model_source.promote_from).model_package_group_name}/")}),
+        "SERVING_BASELINES_URI": variables["SERVING_BASELINES_URI"],
     }
+    # Where monitoring reads the served package's baselines; "" without monitoring.
+    if config.serving.monitoring is None:
+        assert variables["SERVING_BASELINES_URI"] == ""
+    else:
+        assert json.dumps(variables["SERVING_BASELINES_URI"]).endswith(f'/serving-baselines/{config.endpoint_name}"]]}}')
     optional = {"PROMOTION_SOURCE_PREFIX"} - set(variables)
     assert set(variables) | optional == {field.upper() for field in handler.Settings.__dataclass_fields__}
 

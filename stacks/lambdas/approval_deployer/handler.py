@@ -115,6 +115,9 @@ class Settings:
     # Set in an environment that serves promoted packages only: the ARN prefix of the source group's
     # versions (`arn:...:model-package/<group>/`); every package must be a verified promotion of one.
     promotion_source_prefix: str = ""
+    # s3://<artifacts bucket>/serving-baselines/<endpoint>: where the monitoring schedules read the
+    # served package's baselines; "" when the environment has no monitoring.
+    serving_baselines_uri: str = ""
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] = os.environ) -> "Settings":
@@ -132,7 +135,8 @@ class Settings:
         if missing:
             raise RuntimeError(f"approval deployer is misconfigured: missing environment variables {missing}")
         return cls(**{field: environ[variable] for field, variable in names.items()},
-                   promotion_source_prefix=environ.get("PROMOTION_SOURCE_PREFIX", ""))
+                   promotion_source_prefix=environ.get("PROMOTION_SOURCE_PREFIX", ""),
+                   serving_baselines_uri=environ.get("SERVING_BASELINES_URI", ""))
 
 
 @dataclass(frozen=True)
@@ -342,6 +346,44 @@ def verify_promoted_artifact(clients: Clients, settings: Settings, package_arn: 
         raise PermanentFailure(f"promoted package {package_arn}: {urls[0]} has SHA-256 {stored}, "
                                f"not {expected}: not served")
     LOGGER.info("Promoted package %s: artifact %s verified (SHA-256 %s)", package_arn, urls[0], expected)
+# --- Monitoring baselines -------------------------------------------------------------------------
+
+# DriftCheckBaselines of a package -> the files the monitoring schedules read
+# (stacks/components/model_monitoring.py, serving_baseline_key).
+SERVING_BASELINE_FILES = (
+    (("ModelDataQuality", "Statistics"), "data-quality/statistics.json"),
+    (("ModelDataQuality", "Constraints"), "data-quality/constraints.json"),
+    (("ModelQuality", "Statistics"), "model-quality/statistics.json"),
+    (("ModelQuality", "Constraints"), "model-quality/constraints.json"),
+)
+
+
+def _bucket_and_key(uri: str) -> tuple[str, str]:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return bucket, key
+
+
+def publish_serving_baselines(clients: Clients, settings: Settings, package_arn: str) -> int:
+    """Copy the package's drift-check baselines to where the endpoint's monitoring schedules read
+    them, so that monitoring compares with the package that is about to serve. Returns how many
+    files it copied: none without monitoring; a package registered without baselines keeps the
+    previous files (logged)."""
+    if not settings.serving_baselines_uri:
+        return 0
+    baselines = clients.sagemaker.describe_model_package(ModelPackageName=package_arn).get("DriftCheckBaselines", {})
+    sources = [(baselines.get(kind, {}).get(document, {}).get("S3Uri"), target)
+               for (kind, document), target in SERVING_BASELINE_FILES]
+    if not all(source for source, _ in sources):
+        LOGGER.warning("Package %s has no complete DriftCheckBaselines: monitoring keeps the previous baselines", package_arn)
+        return 0
+    bucket, prefix = _bucket_and_key(settings.serving_baselines_uri.rstrip("/"))
+    for source, target in sources:
+        source_bucket, source_key = _bucket_and_key(source)
+        clients.s3.copy_object(Bucket=bucket, Key=f"{prefix}/{target}",
+                               CopySource={"Bucket": source_bucket, "Key": source_key},
+                               ServerSideEncryption="aws:kms")
+    LOGGER.info("Monitoring baselines of %s published to %s", package_arn, settings.serving_baselines_uri)
+    return len(sources)
 
 
 # --- Updating the stack ---------------------------------------------------------------------------
@@ -561,6 +603,7 @@ def reconcile(change: ApprovalChange, clients: Clients, settings: Settings) -> O
         # What the endpoint really serves is verified by the checks (stack status changes, schedule).
         LOGGER.info("Unchanged: stack %s already serves the latest Approved package %s", settings.stack_name, target)
         return Outcome.UNCHANGED
+    publish_serving_baselines(clients, settings, target)
     token = request_token(change.event_id, target)
     if not update_stack(clients.cloudformation, settings, state, token):
         return Outcome.UNCHANGED

@@ -1,0 +1,89 @@
+"""The approval deployer's publish_serving_baselines on moto's server: a promoted package's
+DriftCheckBaselines are copied to where the monitoring schedules read them, so monitoring
+follows the package that serves; a package without baselines, or an environment without
+monitoring, changes nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import boto3
+import pytest
+
+from stacks.components.model_monitoring import serving_baseline_key
+from stacks.lambdas.approval_deployer import handler as deployer
+from support.approval_deployer_world import ENDPOINT_NAME, GROUP, INFERENCE_SPECIFICATION, REGION, SETTINGS
+
+BUCKET = "artifacts"
+SERVING_URI = f"s3://{BUCKET}/serving-baselines/{ENDPOINT_NAME}"
+KINDS = {"ModelDataQuality": "data-quality", "ModelQuality": "model-quality"}
+
+
+@pytest.fixture
+def clients(moto_endpoint) -> deployer.Clients:
+    def client(name):
+        return boto3.client(name, region_name=REGION, endpoint_url=moto_endpoint)
+
+    made = deployer.Clients(**{name: client(name) for name in ("sagemaker", "cloudformation", "cloudwatch", "ssm", "sqs", "s3")})
+    made.s3.create_bucket(Bucket=BUCKET)
+    made.sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
+    return made
+
+
+def register(clients: deployer.Clients, execution: str, *, with_baselines: bool = True) -> str:
+    """A package as the pipeline registers it, its baseline files written by execution `execution`."""
+    drift = {}
+    for kind, folder in KINDS.items():
+        drift[kind] = {}
+        for document in ("Statistics", "Constraints"):
+            key = f"monitoring-baselines/{execution}/{folder}/{document.lower()}.json"
+            clients.s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps({"execution": execution, "document": document}))
+            drift[kind][document] = {"ContentType": "application/json", "S3Uri": f"s3://{BUCKET}/{key}"}
+    extra = {"DriftCheckBaselines": drift} if with_baselines else {}
+    return clients.sagemaker.create_model_package(
+        ModelPackageGroupName=GROUP, ModelApprovalStatus="PendingManualApproval",
+        InferenceSpecification=INFERENCE_SPECIFICATION, **extra)["ModelPackageArn"]
+
+
+def served_baselines(clients: deployer.Clients) -> dict[str, dict]:
+    found = {}
+    for folder in KINDS.values():
+        for name in ("statistics", "constraints"):
+            key = serving_baseline_key(ENDPOINT_NAME, folder, f"{name}.json")
+            try:
+                found[f"{folder}/{name}"] = json.loads(clients.s3.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+            except clients.s3.exceptions.NoSuchKey:
+                pass
+    return found
+
+
+def test_the_promoted_packages_baselines_become_the_served_ones(clients):
+    settings = dataclasses.replace(SETTINGS, serving_baselines_uri=SERVING_URI)
+    first, second = register(clients, "exec1"), register(clients, "exec2")
+    assert deployer.publish_serving_baselines(clients, settings, first) == 4
+    assert {value["execution"] for value in served_baselines(clients).values()} == {"exec1"}
+    assert deployer.publish_serving_baselines(clients, settings, second) == 4
+    served = served_baselines(clients)
+    assert len(served) == 4 and {value["execution"] for value in served.values()} == {"exec2"}
+    assert served["model-quality/constraints"]["document"] == "Constraints"
+
+
+def test_a_package_without_baselines_leaves_the_served_ones(clients):
+    settings = dataclasses.replace(SETTINGS, serving_baselines_uri=SERVING_URI)
+    deployer.publish_serving_baselines(clients, settings, register(clients, "exec1"))
+    assert deployer.publish_serving_baselines(clients, settings, register(clients, "exec2", with_baselines=False)) == 0
+    assert {value["execution"] for value in served_baselines(clients).values()} == {"exec1"}
+
+
+def test_without_monitoring_nothing_is_read_or_copied(clients):
+    assert SETTINGS.serving_baselines_uri == ""
+    assert deployer.publish_serving_baselines(clients, SETTINGS, "arn:aws:sagemaker:us-east-1:1:model-package/x/1") == 0
+    assert served_baselines(clients) == {}
+
+
+def test_the_setting_is_read_from_the_environment_and_optional():
+    base = {"STACK_NAME": "s", "PARAMETER_NAME": "p", "APPROVED_PACKAGE_PARAMETER_NAME": "a", "CLOUDFORMATION_ROLE_ARN": "r",
+            "DEAD_LETTER_QUEUE_URL": "q", "MODEL_PACKAGE_GROUP_NAME": "g", "ENVIRONMENT_NAME": "e", "METRIC_NAMESPACE": "m"}
+    assert deployer.Settings.from_environment(base).serving_baselines_uri == ""
+    assert deployer.Settings.from_environment({**base, "SERVING_BASELINES_URI": SERVING_URI}).serving_baselines_uri == SERVING_URI
