@@ -208,9 +208,14 @@ def read_domain_snippets(sdist: Path, domains: Sequence[Domain] = DOMAINS) -> di
                 # The files start with a UTF-8 byte-order mark.
                 text = member.read().decode("utf-8-sig")
                 snippets[domain] = parse_snippets(text.splitlines(), source=domain.member)
-                if len(snippets[domain]) != domain.texts:
-                    raise RuntimeError(f"{domain.member}: {len(snippets[domain])} texts, expected {domain.texts}")
     return snippets
+
+
+def check_sizes(snippets: dict[Domain, list[Snippet]]) -> None:
+    """Every domain holds the number of texts the archive is documented to hold."""
+    for domain, domain_snippets in snippets.items():
+        if len(domain_snippets) != domain.texts:
+            raise RuntimeError(f"{domain.member}: {len(domain_snippets)} texts, expected {domain.texts}")
 
 
 def read_amazon_snippets(sdist: Path) -> list[Snippet]:
@@ -237,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         sdist = download_sdist(args.cache_dir)
         snippets = read_domain_snippets(sdist)
+        check_sizes(snippets)
     except (RuntimeError, ValueError, tarfile.TarError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
