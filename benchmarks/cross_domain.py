@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import random
 import subprocess
 import sys
@@ -96,6 +97,7 @@ def train_and_score(work: Path, train_members, test_members, args, model_name_or
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    logging.getLogger("prepare").setLevel(logging.WARNING)  # a line per file read: noise here
     model_name_or_path = str(run_demo.packaged_minilm_dir())
     tokenizer = model_io.load_tokenizer(model_name_or_path)
     samples = domain_samples(args.data_dir, args.train_per_domain, args.test_per_domain, args.seed)
