@@ -1,6 +1,10 @@
 """SageMaker processing step: scores the trained model on the test split and writes
-evaluation.json in SageMaker's model-quality format (the pipeline's accuracy condition reads
-it), a per-class report and a confusion-matrix picture."""
+evaluation.json in SageMaker's model-quality format (the pipeline's quality gate reads accuracy,
+macro-F1 and each class's recall from it), a per-class report and a confusion-matrix picture.
+
+Accuracy alone passes a model that ignores a class (1 neutral review in 5 can be given up for
+0.8); macro-F1 and per-class recall do not, and the expected calibration error says how far
+the probabilities the endpoint returns can be read as probabilities."""
 
 from __future__ import annotations
 
@@ -33,8 +37,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def model_quality_report(actual: Sequence[int], predicted: Sequence[int]) -> dict:
-    """SageMaker's multiclass model-quality JSON; labels are the class names."""
+# Equal-width confidence bins of the expected calibration error (Guo et al. 2017 use 15).
+CALIBRATION_BINS = 15
+
+
+def class_metric_name(label: str, measure: str) -> str:
+    """`neutral_recall`: the key of one class's precision, recall or f1 in evaluation.json."""
+    return f"{label}_{measure}"
+
+
+def expected_calibration_error(probabilities: Sequence[Sequence[float]], actual: Sequence[int],
+                               bins: int = CALIBRATION_BINS) -> float:
+    """Mean |accuracy - confidence| over equal-width bins of the top-class probability, each
+    bin weighted by its share of the reviews."""
+    if len(probabilities) != len(actual) or not actual:
+        raise ValueError(f"need one probability row per label, and at least one (got {len(probabilities)}, {len(actual)})")
+    totals = [[0, 0.0, 0] for _ in range(bins)]  # reviews, summed confidence, correct
+    for row, label in zip(probabilities, actual):
+        confidence = max(row)
+        predicted = max(range(len(row)), key=row.__getitem__)
+        # A confidence of exactly 1.0 belongs in the last bin, not one past it.
+        bucket = totals[min(int(confidence * bins), bins - 1)]
+        bucket[0] += 1
+        bucket[1] += confidence
+        bucket[2] += int(predicted == label)
+    return sum(abs(correct - confidence) for _, confidence, correct in totals) / len(actual)
+
+
+def model_quality_report(actual: Sequence[int], predicted: Sequence[int],
+                         probabilities: Sequence[Sequence[float]] | None = None) -> dict:
+    """SageMaker's multiclass model-quality JSON; labels are the class names. Beside the
+    schema's accuracy, weighted means, best-constant accuracy and confusion matrix: macro
+    means, each class's precision/recall/f1 (`neutral_recall`), and, given the probabilities,
+    the expected calibration error; every one as {value, standard_deviation}, as the schema
+    writes a metric."""
     from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
 
     if len(actual) != len(predicted) or not actual:
@@ -43,24 +79,40 @@ def model_quality_report(actual: Sequence[int], predicted: Sequence[int]) -> dic
     precision, recall, f1, _ = precision_recall_fscore_support(
         actual, predicted, labels=label_ids, average="weighted", zero_division=0
     )
+    macro_precision, macro_recall, macro_f1, _ = precision_recall_fscore_support(
+        actual, predicted, labels=label_ids, average="macro", zero_division=0
+    )
+    class_precision, class_recall, class_f1, _ = precision_recall_fscore_support(
+        actual, predicted, labels=label_ids, average=None, zero_division=0
+    )
     matrix = confusion_matrix(actual, predicted, labels=label_ids)
 
     def metric(value: float) -> dict:
         # SageMaker's model-quality schema writes an unknown deviation as the string "NaN".
         return {"value": float(value), "standard_deviation": "NaN"}
 
-    return {
-        "multiclass_classification_metrics": {
-            "accuracy": metric(accuracy_score(actual, predicted)),
-            "weighted_precision": metric(precision),
-            "weighted_recall": metric(recall),
-            "weighted_f1": metric(f1),
-            "confusion_matrix": {
-                reviews.ID2LABEL[a]: {reviews.ID2LABEL[p]: int(matrix[i, j]) for j, p in enumerate(label_ids)}
-                for i, a in enumerate(label_ids)
-            },
-        }
+    metrics = {
+        "accuracy": metric(accuracy_score(actual, predicted)),
+        # What always answering the most frequent class scores: a model near it learned little.
+        "accuracy_best_constant_classifier": metric(matrix.sum(axis=1).max() / len(actual)),
+        "weighted_precision": metric(precision),
+        "weighted_recall": metric(recall),
+        "weighted_f1": metric(f1),
+        "macro_precision": metric(macro_precision),
+        "macro_recall": metric(macro_recall),
+        "macro_f1": metric(macro_f1),
     }
+    for index, label_id in enumerate(label_ids):
+        label = reviews.ID2LABEL[label_id]
+        for measure, values in (("precision", class_precision), ("recall", class_recall), ("f1", class_f1)):
+            metrics[class_metric_name(label, measure)] = metric(values[index])
+    if probabilities is not None:
+        metrics["expected_calibration_error"] = metric(expected_calibration_error(probabilities, actual))
+    metrics["confusion_matrix"] = {
+        reviews.ID2LABEL[a]: {reviews.ID2LABEL[p]: int(matrix[i, j]) for j, p in enumerate(label_ids)}
+        for i, a in enumerate(label_ids)
+    }
+    return {"multiclass_classification_metrics": metrics}
 
 
 def per_class_report(actual: Sequence[int], predicted: Sequence[int]) -> dict:
@@ -91,38 +143,36 @@ def draw_confusion_matrix(report: dict, path: Path) -> None:
     for i, row in enumerate(counts):
         for j, count in enumerate(row):
             axes.text(j, i, str(count), ha="center", va="center", color="white" if count > largest / 2 else "black")
-    accuracy = report["multiclass_classification_metrics"]["accuracy"]["value"]
-    axes.set_title(f"test accuracy {accuracy:.3f}")
+    metrics = report["multiclass_classification_metrics"]
+    axes.set_title(f"test accuracy {metrics['accuracy']['value']:.3f}, macro-F1 {metrics['macro_f1']['value']:.3f}")
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
 
 
-def predict_split(model, split: split_dataset.TokenizedSplit, batch_size: int,
-                  confidences: list[float] | None = None) -> list[int]:
-    """The predicted label ids; `confidences`, when given, receives each one's probability."""
+def predict_split(model, split: split_dataset.TokenizedSplit, batch_size: int) -> list[list[float]]:
+    """Each test review's class probabilities, in label-id order."""
     import torch
 
     loader = torch.utils.data.DataLoader(
         split_dataset.SplitRows(split), batch_size=batch_size, shuffle=False,
         collate_fn=split_dataset.TrimmedBatchCollator(split, trim_padding=True),
     )
-    predicted: list[int] = []
+    predicted: list[list[float]] = []
     started = last = time.monotonic()
     for batch_number, batch in enumerate(loader, start=1):
         probabilities = model_io.class_probabilities(model, batch["input_ids"], batch["attention_mask"])
-        predicted.extend(probabilities.argmax(dim=-1).tolist())
-        if confidences is not None:
-            confidences.extend(probabilities.max(dim=-1).values.tolist())
+        predicted.extend(probabilities.tolist())
         if time.monotonic() - last > 30 or batch_number == len(loader):
             last = time.monotonic()
             print(f"scored {len(predicted)}/{len(split)} test reviews in {last - started:.0f}s", flush=True)
     return predicted
 
 
-def write_outputs(actual: Sequence[int], predicted: Sequence[int], output_dir: Path) -> dict:
+def write_outputs(actual: Sequence[int], predicted: Sequence[int], output_dir: Path,
+                  probabilities: Sequence[Sequence[float]] | None = None) -> dict:
     output_dir.mkdir(parents=True, exist_ok=True)
-    report = model_quality_report(actual, predicted)
+    report = model_quality_report(actual, predicted, probabilities)
     (output_dir / EVALUATION_FILE).write_text(json.dumps(report, indent=2) + "\n")
     (output_dir / CLASS_REPORT_FILE).write_text(json.dumps(per_class_report(actual, predicted), indent=2) + "\n")
     try:
@@ -133,6 +183,12 @@ def write_outputs(actual: Sequence[int], predicted: Sequence[int], output_dir: P
         print(f"WARNING: no {CONFUSION_MATRIX_PICTURE} written ({error}); install matplotlib in the "
               "processing image to get it", file=sys.stderr, flush=True)
     return report
+
+
+def printed_metrics(report: dict) -> list[tuple[str, float]]:
+    """Every {value, standard_deviation} metric of the report, in its order."""
+    return [(name, entry["value"]) for name, entry in report["multiclass_classification_metrics"].items()
+            if isinstance(entry, dict) and "value" in entry]
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
@@ -146,16 +202,15 @@ def main(argv: Sequence[str] | None = None) -> dict:
             Path(args.test_dir), pad_token_id=tokenizer.pad_token_id, max_rows=args.max_samples or None
         )
         print(f"scoring {len(test_split)} test reviews on {next(model.parameters()).device}", flush=True)
-        confidences: list[float] = []
-        predicted = predict_split(model, test_split, args.batch_size, confidences)
-    report = write_outputs(test_split.label_ids.tolist(), predicted, Path(args.output_dir))
+        probabilities = predict_split(model, test_split, args.batch_size)
+    predicted = [max(range(len(row)), key=row.__getitem__) for row in probabilities]
+    report = write_outputs(test_split.label_ids.tolist(), predicted, Path(args.output_dir), probabilities)
     # What the pipeline's Model Monitor baselines are computed from (monitoring_baseline.py).
     monitoring_baseline.write_baseline_datasets(
-        Path(args.output_dir), test_split.review_bodies, test_split.label_ids.tolist(), predicted, confidences,
-        test_split.max_seq_length)
-    metrics = report["multiclass_classification_metrics"]
-    for name in ("accuracy", "weighted_precision", "weighted_recall", "weighted_f1"):
-        print(f"{name}: {metrics[name]['value']:.4f}", flush=True)
+        Path(args.output_dir), test_split.review_bodies, test_split.label_ids.tolist(), predicted,
+        [max(row) for row in probabilities], test_split.max_seq_length)
+    for name, value in printed_metrics(report):
+        print(f"{name}: {value:.4f}", flush=True)
     written = sorted(path.name for path in Path(args.output_dir).iterdir())
     print(f"wrote {', '.join(written)} to {args.output_dir}")
     return report

@@ -7,8 +7,10 @@ Requests (Content-Type):
 An object is {"review_body": "text"} or {"features": ["text"]}; other keys are ignored. A text
 with nothing visible in it (only whitespace, control characters such as NUL, format characters
 such as U+200B ZERO WIDTH SPACE) is refused, as prepare rejects such rows. Of a long text the
-model reads its first max_seq_length tokens, and the tokenizer only its first
-max_seq_length x 32 characters (reviews.TokenizationSettings).
+model reads what it was trained on: its first quarter and last three quarters of
+max_seq_length tokens (head_tail), or for artifacts that record no truncation its first
+max_seq_length tokens; the tokenizer reads at most max_seq_length x 32 characters
+(reviews.TokenizationSettings).
 Responses (Accept, with q-values; q=0 means "not acceptable"): application/json (a JSON list,
 one prediction per review, in order) or application/jsonlines (one prediction per line). A
 prediction is
@@ -145,7 +147,7 @@ def model_fn(model_dir: str) -> LoadedClassifier:
         raise ValueError(f"the model is not loaded: {error}") from None
     device = model_io.pick_device()
     model, tokenizer, metadata = model_io.load_for_inference(Path(model_dir), device)
-    return LoadedClassifier(model, tokenizer, device, reviews.TokenizationSettings(metadata.max_seq_length), limits)
+    return LoadedClassifier(model, tokenizer, device, reviews.TokenizationSettings(metadata.max_seq_length, metadata.truncation), limits)
 
 
 def input_fn(input_data, content_type: str | None) -> list[str]:
@@ -181,7 +183,7 @@ def predict_fn(texts: list[str], classifier: LoadedClassifier) -> list[dict]:
     tokenizer_kwargs = classifier.settings.tokenizer_kwargs(pad_to_max_length=False)
     # Only what can reach the model is tokenized: truncation comes after the tokenizer has read
     # the whole text, and reading a 1 MB word took 0.3-0.4 s of CPU and 90-100 MB (docs/model.md).
-    capped = [classifier.settings.capped(text) for text in texts]
+    capped = classifier.settings.cut(classifier.tokenizer, texts)
     # Similar lengths batch together, so short reviews do not pay for a long neighbour's padding.
     order = sorted(range(len(capped)), key=lambda i: len(capped[i]))
     predictions: list[dict | None] = [None] * len(capped)

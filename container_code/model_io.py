@@ -30,12 +30,15 @@ class ArtifactMetadata:
     max_seq_length: int
     label_names: tuple[str, ...] = reviews.LABEL_NAMES
     base_model: str = ""
+    # How prepare cut long texts (reviews.TRUNCATIONS): serving must cut them the same way.
+    truncation: str = reviews.DEFAULT_TRUNCATION
 
     def to_json(self) -> dict:
         return {
             "max_seq_length": self.max_seq_length,
             "label_names": list(self.label_names),
             "base_model": self.base_model,
+            "truncation": self.truncation,
         }
 
     @classmethod
@@ -44,6 +47,8 @@ class ArtifactMetadata:
             max_seq_length=int(data["max_seq_length"]),
             label_names=tuple(data.get("label_names", reviews.LABEL_NAMES)),
             base_model=str(data.get("base_model", "")),
+            # Artifacts from before head_tail were trained on the head of long texts.
+            truncation=str(data.get("truncation", "head")),
         )
 
 

@@ -75,6 +75,10 @@ MAX_REJECT_EXAMPLES = 20
 GZIP_ERRORS = (EOFError, gzip.BadGzipFile, zlib.error)
 
 
+# --test-domain's value for "the test split draws on every domain".
+ALL_DOMAINS = "*"
+
+
 class PrepareError(Exception):
     """Input or settings that prepare cannot work with; the message says what to fix."""
 
@@ -108,6 +112,8 @@ class Columns:
     star_rating: str = "star_rating"
     review_body: str = "review_body"
     review_date: str = "review_date"
+    # Optional: which kind of text a row is (the sample data's product, movie, editorial, tweet).
+    domain: str = "domain"
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,7 @@ class PrepareSettings:
     expected_input_files: int | None = None
     expected_input_bytes: int | None = None
     exit_message_file: Path = Path(reviews.EXIT_MESSAGE_FILE)
+    test_domain: str = ALL_DOMAINS
 
 
 def _event_time(value: str) -> str:
@@ -200,6 +207,7 @@ def build_argument_parser() -> argparse.ArgumentParser:
     columns.add_argument("--rating-column", default=Columns.star_rating, help="star rating 1-5")
     columns.add_argument("--text-column", default=Columns.review_body, help="review text")
     columns.add_argument("--date-column", default=Columns.review_date, help="review date, used as the event time when a file has it (else --event-time)")
+    columns.add_argument("--domain-column", default=Columns.domain, help="optional: the kind of text of a row (--test-domain selects on it)")
 
     data = parser.add_argument_group("data preparation")
     data.add_argument("--tokenizer", default="roberta-base", help="AutoTokenizer name or local path")
@@ -209,6 +217,9 @@ def build_argument_parser() -> argparse.ArgumentParser:
     data.add_argument("--validation-fraction", type=float, default=0.05, help="share of each class that goes to validation/")
     data.add_argument("--test-fraction", type=float, default=0.05, help="share of each class that goes to test/")
     data.add_argument("--random-seed", type=int, default=42, help="seed of balancing and splitting")
+    data.add_argument("--test-domain", default=ALL_DOMAINS,
+                      help="draw the test split from this domain only (the others' test share goes to train/), "
+                           f"so that evaluation measures the domain the model is for; {ALL_DOMAINS!r}: every domain")
 
     work = parser.add_argument_group("parallelism and progress")
     work.add_argument("--num-workers", type=_positive_int, default=os.cpu_count() or 1, help="tokenizer processes, 1 = in this process; defaults to the CPU count (here %(default)s)")
@@ -238,7 +249,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> PrepareSettings:
         input_dir=Path(args.input_dir),
         output_dir=Path(args.output_dir),
         resource_config=Path(args.resource_config),
-        columns=Columns(args.id_column, args.rating_column, args.text_column, args.date_column),
+        columns=Columns(args.id_column, args.rating_column, args.text_column, args.date_column, args.domain_column),
         tokenizer=args.tokenizer,
         tokenization=reviews.TokenizationSettings(max_seq_length=args.max_seq_length),
         balance=args.balance,
@@ -257,6 +268,7 @@ def parse_settings(argv: Sequence[str] | None = None) -> PrepareSettings:
         expected_input_files=args.expected_input_files,
         expected_input_bytes=args.expected_input_bytes,
         exit_message_file=Path(args.exit_message_file),
+        test_domain=args.test_domain,
     )
 
 
@@ -342,6 +354,7 @@ class Review:
     date: str
     sentiment: int
     review_body: str
+    domain: str = ""
 
 
 @dataclass
@@ -489,7 +502,8 @@ def _validate(row: dict, columns: Columns, has_date_column: bool, default_event_
         date = parse_review_date(row.get(columns.review_date))
         if date is None:
             return INVALID_REVIEW_DATE
-    return Review(review_id, date, reviews.star_rating_to_sentiment(star_rating), review_body)
+    domain = (row.get(columns.domain) or "").strip()
+    return Review(review_id, date, reviews.star_rating_to_sentiment(star_rating), review_body, domain)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -536,6 +550,28 @@ def stratified_split(items: Sequence[Review], fractions: SplitFractions, seed: i
         for name, size in split_sizes(len(shuffled), fractions).items():
             splits[name].extend(shuffled[start : start + size])
             start += size
+    for members in splits.values():
+        rng.shuffle(members)
+    return splits
+
+
+def split_with_test_domain(items: Sequence[Review], fractions: SplitFractions, seed: int,
+                           test_domain: str) -> dict[str, list[Review]]:
+    """stratified_split, except that only `test_domain`'s reviews can land in test/: the other
+    domains' test share goes to train/, so they teach the model without diluting the figure
+    the test split measures."""
+    if test_domain == ALL_DOMAINS:
+        return stratified_split(items, fractions, seed)
+    in_domain = [review for review in items if review.domain == test_domain]
+    if not in_domain:
+        seen = sorted({review.domain for review in items})
+        raise PrepareError(f"--test-domain {test_domain!r}: no usable review of that domain (domains: {seen})")
+    others = [review for review in items if review.domain != test_domain]
+    splits = stratified_split(in_domain, fractions, seed)
+    no_test = SplitFractions(fractions.train + fractions.test, fractions.validation, 0.0)
+    for name, members in stratified_split(others, no_test, seed).items():
+        splits[name].extend(members)
+    rng = random.Random(f"mix-{seed}")
     for members in splits.values():
         rng.shuffle(members)
     return splits
@@ -673,8 +709,12 @@ def build_report(
     records_by_split: dict[str, list[dict]],
     ingestion: dict | None,
     seconds: dict[str, float],
+    domains_by_id: dict[str, str] | None = None,
 ) -> dict:
     written_by_split = {name: len(records) for name, records in records_by_split.items()}
+    domains_by_id = domains_by_id or {}
+    written_by_domain = {name: dict(sorted(Counter(domains_by_id.get(r["review_id"], "") for r in records).items()))
+                         for name, records in records_by_split.items()}
     written_by_label = {
         name: {label: sum(1 for r in records if r["label_id"] == label_id) for label_id, label in reviews.ID2LABEL.items()}
         for name, records in records_by_split.items()
@@ -690,7 +730,8 @@ def build_report(
         "input_files": [str(path.relative_to(settings.input_dir)) for path in files],
         "rows_scanned": read.rows_scanned,
         "rows_read": read.rows_read,
-        "rows_written": {"total": rows_written, "by_split": written_by_split, "by_split_and_label": written_by_label},
+        "rows_written": {"total": rows_written, "by_split": written_by_split, "by_split_and_label": written_by_label,
+                         "by_split_and_domain": written_by_domain},
         "rows_rejected": {
             "total": rows_rejected,
             "by_reason": {reason: read.rejected.get(reason, 0) for reason in REJECT_REASONS},
@@ -700,8 +741,10 @@ def build_report(
             "balance": settings.balance,
             "split_fractions": settings.fractions.as_dict(),
             "random_seed": settings.random_seed,
+            "test_domain": settings.test_domain,
             "tokenizer": settings.tokenizer,
             "max_seq_length": settings.tokenization.max_seq_length,
+            "truncation": settings.tokenization.truncation,
             "columns": asdict(settings.columns),
             "num_workers": settings.num_workers,
             "batch_size": settings.batch_size,
@@ -769,7 +812,7 @@ def run(settings: PrepareSettings) -> dict:
         usable, dropped = balance_by_down_sampling(usable, settings.random_seed)
         read.rejected[DOWN_SAMPLED_FOR_BALANCE] += dropped
         LOG.info("balanced to %d reviews per class (%d down-sampled)", len(usable) // len(reviews.SENTIMENTS), dropped)
-    splits = stratified_split(usable, settings.fractions, settings.random_seed)
+    splits = split_with_test_domain(usable, settings.fractions, settings.random_seed, settings.test_domain)
     check_splits(splits, settings.fractions)
 
     phase = time.monotonic()
@@ -806,6 +849,7 @@ def run(settings: PrepareSettings) -> dict:
         records_by_split=records_by_split,
         ingestion=ingestion,
         seconds={name: round(value, 3) for name, value in seconds.items()},
+        domains_by_id={review.review_id: review.domain for review in ordered},
     )
     report_path = settings.output_dir / REPORT_DIR / f"prepare_report-{identity.current_host}.json"
     report_path.parent.mkdir(parents=True, exist_ok=True)

@@ -33,6 +33,19 @@ DEFAULT_MASTER_PORT = 29500
 # ---------------------------------------------------------------------------- arguments
 
 
+CLASS_WEIGHTINGS = ("balanced", "none")
+
+
+def class_weights(label_ids: torch.Tensor, num_labels: int, weighting: str) -> torch.Tensor | None:
+    """The loss's per-class weights: `balanced` gives rows / (classes x rows of the class), as
+    scikit-learn's compute_class_weight does; a class without rows gets 0 (it has no loss terms)."""
+    if weighting == "none":
+        return None
+    counts = torch.bincount(label_ids.flatten(), minlength=num_labels).double()
+    weights = torch.where(counts > 0, counts.sum() / (num_labels * counts.clamp(min=1)), torch.zeros_like(counts))
+    return weights.float()
+
+
 def _positive_int(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -63,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     hp.add_argument("--warmup-ratio", type=float, default=0.1, help="share of all steps spent warming up")
     hp.add_argument("--max-grad-norm", type=float, default=1.0)
     hp.add_argument("--seed", type=int, default=42)
+    hp.add_argument("--class-weighting", choices=CLASS_WEIGHTINGS, default="balanced",
+                    help="balanced: weigh each class's loss by rows / (classes x its rows), so a minority class "
+                         "(the neutral fifth of reviews) counts as much as the others without down-sampling; none: plain loss")
     hp.add_argument("--trim-padding", type=reviews.bool_argument, default=True,
                     help="cut each batch to its longest review instead of max_seq_length")
     hp.add_argument("--mixed-precision", choices=("auto", "no", "fp16", "bf16"), default="auto",
@@ -221,6 +237,7 @@ def checkpoint_fingerprint(args: argparse.Namespace, train_rows: int) -> dict:
         "epochs": args.epochs,
         "seed": args.seed,
         "max_steps": args.max_steps,
+        "class_weighting": args.class_weighting,
     }
 
 
@@ -413,7 +430,11 @@ def train(args: argparse.Namespace, worker: Worker) -> TrainingState:
     scheduler = linear_warmup_schedule(optimizer, round(args.warmup_ratio * total_steps), total_steps)
     dtype = autocast_dtype(args.mixed_precision, worker.device)
     scaler = make_grad_scaler(dtype)
-    loss_fn = torch.nn.CrossEntropyLoss()
+    weights = class_weights(train_split.label_ids, len(reviews.LABEL_NAMES), args.class_weighting)
+    if weights is not None:
+        log(worker, "class weights " + ", ".join(f"{reviews.ID2LABEL[i]} {w:.3f}" for i, w in enumerate(weights.tolist())))
+        weights = weights.to(worker.device)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights)
 
     checkpoint_path = Path(args.checkpoint_dir) / CHECKPOINT_FILE
     fingerprint = checkpoint_fingerprint(args, len(train_split))

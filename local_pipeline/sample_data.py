@@ -1,13 +1,20 @@
-"""Offline sample data: the human-rated Amazon review snippets that ship in vaderSentiment's
-source archive, converted to the Amazon Customer Reviews layout that prepare.py reads.
+"""Offline sample data: the four human-rated ground-truth sets that ship in vaderSentiment's
+source archive (23,703 texts), converted to the Amazon Customer Reviews layout that prepare.py
+reads, one CSV per domain, each row tagged with its domain.
 
     python -m local_pipeline.sample_data --dest .data/reviews
 
 The source archive comes from PyPI through pip (`pip download --no-binary :all:`; the wheel
-lacks the snippets) into a cache folder, once. Inside it, additional_resources/
-hutto_ICWSM_2014.tar.gz holds amazonReviewSnippets_GroundTruth.txt: 3,708 sentence-level
-snippets of 309 reviews of five electronics products (Hu & Liu, 2004), each with the mean
-sentiment of at least 20 human raters on a -4..+4 scale (Hutto & Gilbert, ICWSM 2014).
+lacks the snippets) into a cache folder, once; later runs read the cached file and need no
+network. Inside it, additional_resources/hutto_ICWSM_2014.tar.gz holds, each text with the mean
+sentiment of at least 20 human raters on a -4..+4 scale (Hutto & Gilbert, ICWSM 2014):
+
+    domain     file                                  texts  what
+    product    amazonReviewSnippets_GroundTruth.txt  3,708  sentences of 309 reviews of five
+                                                            electronics products (Hu & Liu, 2004)
+    movie      movieReviewSnippets_GroundTruth.txt  10,605  movie-review snippets (Pang & Lee, 2005)
+    editorial  nytEditorialSnippets_GroundTruth.txt  5,190  sentences of NYT opinion pieces
+    tweet      tweets_GroundTruth.txt                4,200  tweets
 
 Mean rating to star_rating (symmetric around 0; bounds chosen so that the neutral band, about
 a fifth of the snippets, is large enough to learn from):
@@ -18,10 +25,13 @@ a fifth of the snippets, is large enough to learn from):
      0.5 <= mean <  2.0  -> 4 stars  (positive)
      2.0 <= mean         -> 5 stars  (positive)
 
-Rows: review_id `vader-amazon-<snippet id>` (the snippet id is `<review>_<sentence>`),
-star_rating, review_body (the snippet text), product_category `Electronics`, marketplace `US`,
-vader_mean_rating (the source value, for traceability). The snippets carry no dates, so there
-is no review_date column and prepare uses its run's start time as the event time.
+The same mapping for every domain. Rows: review_id `vader-<source>-<snippet id>` (for the
+product snippets `<review>_<sentence>`), star_rating, review_body (the text), product_category
+(`Electronics` for the products; the domain's kind of text otherwise), marketplace `US`,
+vader_mean_rating (the source value, for traceability) and domain. The texts carry no dates, so
+there is no review_date column and prepare uses its run's start time as the event time. The
+product snippets are the domain the README's test figures are measured on (prepare's
+--test-domain product keeps the others out of the test split).
 """
 
 from __future__ import annotations
@@ -51,11 +61,35 @@ AMAZON_SNIPPETS_MEMBER = "hutto_ICWSM_2014/amazonReviewSnippets_GroundTruth.txt"
 
 DEFAULT_DEST = PROJECT_ROOT / ".data" / "reviews"
 DEFAULT_CACHE_DIR = PROJECT_ROOT / ".data" / "cache"
-OUTPUT_FILE_NAME = "amazon_review_snippets.csv"
-REVIEW_ID_PREFIX = "vader-amazon-"
-PRODUCT_CATEGORY = "Electronics"
 MARKETPLACE = "US"
-CSV_COLUMNS = ("review_id", "star_rating", "review_body", "product_category", "marketplace", "vader_mean_rating")
+CSV_COLUMNS = ("review_id", "star_rating", "review_body", "product_category", "marketplace", "vader_mean_rating", "domain")
+
+
+@dataclass(frozen=True)
+class Domain:
+    """One ground-truth set of the archive and how its rows are written."""
+
+    name: str
+    member: str
+    output_file_name: str
+    review_id_prefix: str
+    product_category: str
+    texts: int  # how many the archive holds: a conversion that finds another number fails
+
+
+PRODUCT = Domain("product", AMAZON_SNIPPETS_MEMBER, "amazon_review_snippets.csv", "vader-amazon-", "Electronics", 3708)
+DOMAINS: tuple[Domain, ...] = (
+    PRODUCT,
+    Domain("movie", "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt", "movie_review_snippets.csv",
+           "vader-movie-", "Movies", 10605),
+    Domain("editorial", "hutto_ICWSM_2014/nytEditorialSnippets_GroundTruth.txt", "nyt_editorial_snippets.csv",
+           "vader-nyt-", "Editorials", 5190),
+    Domain("tweet", "hutto_ICWSM_2014/tweets_GroundTruth.txt", "tweets.csv", "vader-tweet-", "Tweets", 4200),
+)
+# The domain the README's test figures are measured on.
+TEST_DOMAIN = PRODUCT.name
+# Kept for callers that read the product snippets alone.
+OUTPUT_FILE_NAME = PRODUCT.output_file_name
 
 MIN_MEAN_RATING, MAX_MEAN_RATING = -4.0, 4.0
 
@@ -104,20 +138,21 @@ def parse_snippets(lines: Iterable[str], source: str = "snippets") -> list[Snipp
     return snippets
 
 
-def to_review_row(snippet: Snippet) -> dict[str, str | int | float]:
+def to_review_row(snippet: Snippet, domain: Domain = PRODUCT) -> dict[str, str | int | float]:
     return {
-        "review_id": REVIEW_ID_PREFIX + snippet.snippet_id,
+        "review_id": domain.review_id_prefix + snippet.snippet_id,
         "star_rating": mean_rating_to_star_rating(snippet.mean_rating),
         "review_body": snippet.text,
-        "product_category": PRODUCT_CATEGORY,
+        "product_category": domain.product_category,
         "marketplace": MARKETPLACE,
         "vader_mean_rating": snippet.mean_rating,
+        "domain": domain.name,
     }
 
 
-def write_reviews_csv(snippets: Sequence[Snippet], path: Path) -> list[dict]:
+def write_reviews_csv(snippets: Sequence[Snippet], path: Path, domain: Domain = PRODUCT) -> list[dict]:
     """The snippets as an Amazon Customer Reviews CSV; returns the rows written."""
-    rows = [to_review_row(snippet) for snippet in snippets]
+    rows = [to_review_row(snippet, domain) for snippet in snippets]
     duplicates = [rid for rid, count in Counter(row["review_id"] for row in rows).items() if count > 1]
     if duplicates:
         raise ValueError(f"duplicate snippet ids: {duplicates[:5]}")
@@ -158,19 +193,34 @@ def download_sdist(cache_dir: Path) -> Path:
     return sdist
 
 
-def read_amazon_snippets(sdist: Path) -> list[Snippet]:
-    """The Amazon snippets, read from the archive nested in the source archive (no extraction)."""
+def read_domain_snippets(sdist: Path, domains: Sequence[Domain] = DOMAINS) -> dict[Domain, list[Snippet]]:
+    """Each domain's snippets, read from the archive nested in the source archive (no extraction)."""
+    snippets: dict[Domain, list[Snippet]] = {}
     with tarfile.open(sdist, "r:gz") as outer:
         nested = outer.extractfile(SNIPPETS_ARCHIVE_MEMBER)
         if nested is None:
             raise RuntimeError(f"{sdist}: no {SNIPPETS_ARCHIVE_MEMBER}")
         with tarfile.open(fileobj=io.BytesIO(nested.read()), mode="r:gz") as inner:
-            member = inner.extractfile(AMAZON_SNIPPETS_MEMBER)
-            if member is None:
-                raise RuntimeError(f"{sdist}: no {AMAZON_SNIPPETS_MEMBER} in {SNIPPETS_ARCHIVE_MEMBER}")
-            # The files start with a UTF-8 byte-order mark.
-            text = member.read().decode("utf-8-sig")
-    return parse_snippets(text.splitlines(), source=AMAZON_SNIPPETS_MEMBER)
+            for domain in domains:
+                member = inner.extractfile(domain.member)
+                if member is None:
+                    raise RuntimeError(f"{sdist}: no {domain.member} in {SNIPPETS_ARCHIVE_MEMBER}")
+                # The files start with a UTF-8 byte-order mark.
+                text = member.read().decode("utf-8-sig")
+                snippets[domain] = parse_snippets(text.splitlines(), source=domain.member)
+    return snippets
+
+
+def check_sizes(snippets: dict[Domain, list[Snippet]]) -> None:
+    """Every domain holds the number of texts the archive is documented to hold."""
+    for domain, domain_snippets in snippets.items():
+        if len(domain_snippets) != domain.texts:
+            raise RuntimeError(f"{domain.member}: {len(domain_snippets)} texts, expected {domain.texts}")
+
+
+def read_amazon_snippets(sdist: Path) -> list[Snippet]:
+    """The product snippets alone."""
+    return read_domain_snippets(sdist, (PRODUCT,))[PRODUCT]
 
 
 def summarize(rows: Sequence[dict]) -> str:
@@ -185,19 +235,22 @@ def summarize(rows: Sequence[dict]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--dest", type=Path, default=DEFAULT_DEST, help=f"folder that gets {OUTPUT_FILE_NAME}")
+    parser.add_argument("--dest", type=Path, default=DEFAULT_DEST,
+                        help=f"folder that gets {', '.join(domain.output_file_name for domain in DOMAINS)}")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE_DIR, help="where the downloaded source archive is kept")
     args = parser.parse_args(argv)
     try:
         sdist = download_sdist(args.cache_dir)
-        snippets = read_amazon_snippets(sdist)
+        snippets = read_domain_snippets(sdist)
+        check_sizes(snippets)
     except (RuntimeError, ValueError, tarfile.TarError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    output = args.dest / OUTPUT_FILE_NAME
-    rows = write_reviews_csv(snippets, output)
-    print(f"wrote {len(rows)} reviews to {output}")
-    print(summarize(rows))
+    for domain, domain_snippets in snippets.items():
+        output = args.dest / domain.output_file_name
+        rows = write_reviews_csv(domain_snippets, output, domain)
+        print(f"wrote {len(rows)} {domain.name} texts to {output}")
+        print(summarize(rows))
     return 0
 
 

@@ -1,6 +1,6 @@
 """The pipeline's execution parameters: every value a user may override per execution, with
 the environment's defaults from cdk.json. What must not change per execution is no parameter:
-the approval status of a registered version, and the accuracy floor (steps/register.py)."""
+the approval status of a registered version, and the quality floors (steps/register.py)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ DEFAULT_VALIDATION_FRACTION = 0.05
 DEFAULT_TEST_FRACTION = 0.05
 DEFAULT_RANDOM_SEED = 42
 RAW_REVIEWS_PREFIX = "reviews/raw/"
+# prepare.py's --test-domain value for "no single test domain" (container_code/prepare.py ALL_DOMAINS).
+ALL_DOMAINS = "*"
 
 
 @dataclass(frozen=True)
@@ -35,13 +37,17 @@ class PipelineParameters:
     learning_rate: ParameterFloat
     train_batch_size: ParameterInteger
     max_seq_length: ParameterInteger
+    class_weighting: ParameterString
     balance_dataset: ParameterString
     train_fraction: ParameterFloat
     validation_fraction: ParameterFloat
     test_fraction: ParameterFloat
     random_seed: ParameterInteger
+    test_domain: ParameterString
     ingest_into_feature_store: ParameterString
     min_accuracy: ParameterFloat
+    min_macro_f1: ParameterFloat
+    min_class_recall: ParameterFloat
 
     def all(self) -> list[Parameter]:
         """In declaration order, which is the order the definition lists them in."""
@@ -72,6 +78,8 @@ def build_parameters(settings: PipelineDefinitionSettings) -> PipelineParameters
         learning_rate=ParameterFloat("LearningRate", default_value=defaults.learning_rate),
         train_batch_size=ParameterInteger("TrainBatchSize", default_value=defaults.train_batch_size),
         max_seq_length=ParameterInteger("MaxSeqLength", default_value=defaults.max_seq_length),
+        # train.py --class-weighting: "balanced" weighs the loss against class imbalance, "none" does not.
+        class_weighting=ParameterString("ClassWeighting", default_value="balanced"),
         # Strings, not Boolean parameters: they are passed on as command-line values.
         balance_dataset=ParameterString("BalanceDataset", default_value="true"),
         # Shares of each sentiment class that go to each split (prepare.py checks they add up).
@@ -79,7 +87,12 @@ def build_parameters(settings: PipelineDefinitionSettings) -> PipelineParameters
         validation_fraction=ParameterFloat("ValidationFraction", default_value=DEFAULT_VALIDATION_FRACTION),
         test_fraction=ParameterFloat("TestFraction", default_value=DEFAULT_TEST_FRACTION),
         random_seed=ParameterInteger("RandomSeed", default_value=DEFAULT_RANDOM_SEED),
+        # Which domain (the input's domain column) the test split comes from; "*": every one.
+        test_domain=ParameterString("TestDomain", default_value=ALL_DOMAINS),
         ingest_into_feature_store=ParameterString("IngestIntoFeatureStore", default_value="true"),
         # Raises the accuracy threshold for one run; below the environment's floor it has no effect.
         min_accuracy=ParameterFloat("MinAccuracy", default_value=defaults.min_accuracy),
+        # Likewise for macro-F1 and for every class's recall: only a raise has an effect.
+        min_macro_f1=ParameterFloat("MinMacroF1", default_value=defaults.min_macro_f1),
+        min_class_recall=ParameterFloat("MinClassRecall", default_value=defaults.min_class_recall),
     )

@@ -41,7 +41,7 @@ class FeatureStoreConfig(_Frozen):
 
 class PipelineConfig(_Frozen):
     """The training pipeline: defaults of its run-time parameters, and what no run can change
-    (the approval status registration uses; the accuracy floor)."""
+    (the approval status registration uses; the quality floors)."""
 
     processing_instance_type: str = Field(pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
     processing_instance_count: int = Field(ge=1, le=20)
@@ -55,6 +55,10 @@ class PipelineConfig(_Frozen):
     # The accuracy floor: a model below it is never registered. A run's MinAccuracy parameter
     # (default: this value) can raise the threshold, never lower it.
     min_accuracy: float = Field(ge=0, le=1)
+    # Floors that accuracy alone cannot enforce: a model that ignores a class (never says
+    # "neutral") can reach min_accuracy, not these. MinMacroF1 / MinClassRecall raise them per run.
+    min_macro_f1: float = Field(ge=0, le=1)
+    min_class_recall: float = Field(ge=0, le=1)
     # What the pipeline registers a model version as; the pipeline role may create versions
     # with this status only (an IAM condition). Not a run-time parameter.
     model_approval_status: Literal["PendingManualApproval", "Approved"]

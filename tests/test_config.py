@@ -76,6 +76,8 @@ def test_missing_key_names_environment_and_key():
     ("environment", "path", "bad_value"),
     [
         ("dev", ("pipeline", "min_accuracy"), 1.5),
+        ("staging", ("pipeline", "min_macro_f1"), -0.1),
+        ("prod", ("pipeline", "min_class_recall"), 1.2),
         ("staging", ("account",), "12345"),
         ("prod", ("region",), "Europe"),
         ("prod", ("removal_policy",), "keep"),

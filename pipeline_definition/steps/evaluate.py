@@ -1,6 +1,6 @@
 """The evaluate step: score the sealed model artifact (the copy that registration and serving
-use) on the test split and publish evaluation.json, which the accuracy condition reads through
-a PropertyFile."""
+use) on the test split and publish evaluation.json, which the quality gate reads through a
+PropertyFile."""
 
 from __future__ import annotations
 
@@ -22,8 +22,17 @@ OUTPUT_DIR = "/opt/ml/processing/evaluation"
 OUTPUT_NAME = "evaluation"
 REPORT_FILE_NAME = "evaluation.json"
 PROPERTY_FILE_NAME = "EvaluationReport"
-# Where evaluate.py writes the accuracy in evaluation.json (see docs/model.md).
-ACCURACY_JSON_PATH = "multiclass_classification_metrics.accuracy.value"
+# Where evaluate.py writes the gated metrics in evaluation.json (see docs/model.md).
+METRICS_JSON_PATH = "multiclass_classification_metrics"
+ACCURACY_JSON_PATH = f"{METRICS_JSON_PATH}.accuracy.value"
+MACRO_F1_JSON_PATH = f"{METRICS_JSON_PATH}.macro_f1.value"
+# The classifier's labels in label-id order (container_code/reviews.py LABEL_NAMES; a test
+# keeps the two equal: this package does not import the container code).
+CLASS_NAMES: tuple[str, ...] = ("negative", "neutral", "positive")
+
+
+def class_recall_json_path(class_name: str) -> str:
+    return f"{METRICS_JSON_PATH}.{class_name}_recall.value"
 
 
 def evaluation_report() -> PropertyFile:

@@ -41,6 +41,7 @@ def prepare_arguments(settings: PipelineDefinitionSettings, params: PipelinePara
         "--validation-fraction", params.validation_fraction.to_string(),
         "--test-fraction", params.test_fraction.to_string(),
         "--random-seed", params.random_seed.to_string(),
+        "--test-domain", params.test_domain,
         "--ingest", params.ingest_into_feature_store,
         "--feature-group-name", settings.deploy_time.feature_group_name,
         "--input-digest", fingerprint.digest,

@@ -1,9 +1,16 @@
-"""The quality gate and what follows it. If the evaluated accuracy reaches both the
-environment's floor (a constant of the definition) and the run's MinAccuracy (which can only
-raise the threshold), and no version of the model package group already holds the sealed
-artifact, register it with the environment's approval status and create a SageMaker model;
-an artifact that is already registered ends the run without a second version. Below a
-threshold, the run fails with a message that states the accuracy and the threshold it missed."""
+"""The quality gate and what follows it. If the evaluated model reaches, on accuracy, macro-F1
+and every class's recall, both the environment's floor (a constant of the definition) and the
+run's parameter (MinAccuracy, MinMacroF1, MinClassRecall: they can only raise a threshold), and
+no version of the model package group already holds the sealed artifact, register it with the
+environment's approval status and create a SageMaker model; an artifact that is already
+registered ends the run without a second version. Below a threshold, the run fails with a
+message that names what was missed: a class whose recall is too low first (the sign of a model
+that ignores it), then macro-F1, then accuracy and which of its thresholds.
+
+One condition step per check, chained, because a Fail step's message can only be a Join of
+strings, parameters and JsonGet values: nothing in a definition can choose a class name at run
+time, so each class gets its own condition and Fail step.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +32,9 @@ from pipeline_definition.parameters import PipelineParameters
 from pipeline_definition.settings import PipelineDefinitionSettings
 from pipeline_definition.steps import evaluate, seal
 
-CONDITION_STEP_NAME = "CheckAccuracy"
+CONDITION_STEP_NAME = "CheckModelQuality"
+MACRO_F1_CONDITION_STEP_NAME = "CheckMacroF1"
+MACRO_F1_FAIL_STEP_NAME = "MacroF1BelowThreshold"
 # Which threshold a model below the gate missed (each has its own Fail step and message).
 FLOOR_CONDITION_STEP_NAME = "CheckAccuracyFloor"
 NOT_REGISTERED_CONDITION_STEP_NAME = "CheckNotYetRegistered"
@@ -43,8 +52,26 @@ INFERENCE_ENVIRONMENT = {
 }
 
 
+def class_recall_condition_step_name(class_name: str) -> str:
+    return f"Check{class_name.capitalize()}Recall"
+
+
+def class_recall_fail_step_name(class_name: str) -> str:
+    return f"{class_name.capitalize()}RecallBelowThreshold"
+
+
+def evaluated(evaluate_step: ProcessingStep, report: PropertyFile, json_path: str) -> JsonGet:
+    return JsonGet(step_name=evaluate_step.name, property_file=report, json_path=json_path)
+
+
 def evaluated_accuracy(evaluate_step: ProcessingStep, report: PropertyFile) -> JsonGet:
-    return JsonGet(step_name=evaluate_step.name, property_file=report, json_path=evaluate.ACCURACY_JSON_PATH)
+    return evaluated(evaluate_step, report, evaluate.ACCURACY_JSON_PATH)
+
+
+def at_least(value: JsonGet, floor: float, run_threshold: PipelineVariable) -> list[ConditionGreaterThanOrEqualTo]:
+    """Both must hold: the floor is a constant here, so a run's parameter cannot lower it."""
+    return [ConditionGreaterThanOrEqualTo(left=value, right=floor),
+            ConditionGreaterThanOrEqualTo(left=value, right=run_threshold)]
 
 
 def serving_model(settings: PipelineDefinitionSettings, model_data_url: PipelineVariable, session) -> Model:
@@ -130,7 +157,7 @@ def _register_unless_registered(
     )
 
 
-def _fail_with_the_missed_threshold(
+def _fail_with_the_missed_accuracy_threshold(
     settings: PipelineDefinitionSettings, params: PipelineParameters, accuracy: JsonGet
 ) -> ConditionStep:
     floor = settings.defaults.min_accuracy
@@ -146,11 +173,55 @@ def _fail_with_the_missed_threshold(
     )
     return ConditionStep(
         name=FLOOR_CONDITION_STEP_NAME,
-        description="Tell which threshold the model missed",
+        description="Tell which accuracy threshold the model missed",
         conditions=[ConditionGreaterThanOrEqualTo(left=accuracy, right=floor)],
         if_steps=[below_min_accuracy],
         else_steps=[below_floor],
     )
+
+
+def _check_or_fail(name: str, description: str, conditions: list, fail: FailStep, next_step: ConditionStep) -> ConditionStep:
+    return ConditionStep(name=name, description=description, conditions=conditions,
+                         if_steps=[next_step], else_steps=[fail])
+
+
+def _fail_with_what_was_missed(
+    settings: PipelineDefinitionSettings, params: PipelineParameters, evaluate_step: ProcessingStep, report: PropertyFile
+) -> ConditionStep:
+    """The diagnosis chain, built from its end: class recalls, then macro-F1, then accuracy."""
+    defaults = settings.defaults
+    macro_f1 = evaluated(evaluate_step, report, evaluate.MACRO_F1_JSON_PATH)
+    diagnosis = _check_or_fail(
+        MACRO_F1_CONDITION_STEP_NAME,
+        "Is macro-F1 what the model missed?",
+        at_least(macro_f1, defaults.min_macro_f1, params.min_macro_f1),
+        FailStep(
+            name=MACRO_F1_FAIL_STEP_NAME,
+            description="The model misses the macro-F1 floor or this run's MinMacroF1",
+            error_message=Join(on=" ", values=[
+                "Evaluated macro-F1", macro_f1,
+                f"is below {settings.environment}'s floor {defaults.min_macro_f1} or this run's MinMacroF1",
+                params.min_macro_f1]),
+        ),
+        _fail_with_the_missed_accuracy_threshold(settings, params, evaluated_accuracy(evaluate_step, report)),
+    )
+    for class_name in reversed(evaluate.CLASS_NAMES):
+        recall = evaluated(evaluate_step, report, evaluate.class_recall_json_path(class_name))
+        diagnosis = _check_or_fail(
+            class_recall_condition_step_name(class_name),
+            f"Is the recall of class {class_name} what the model missed?",
+            at_least(recall, defaults.min_class_recall, params.min_class_recall),
+            FailStep(
+                name=class_recall_fail_step_name(class_name),
+                description=f"The model misses too many {class_name} reviews",
+                error_message=Join(on=" ", values=[
+                    f"Evaluated recall of class {class_name}", recall,
+                    f"is below {settings.environment}'s minimum class recall {defaults.min_class_recall} "
+                    "or this run's MinClassRecall", params.min_class_recall]),
+            ),
+            diagnosis,
+        )
+    return diagnosis
 
 
 def build_condition_step(
@@ -164,16 +235,19 @@ def build_condition_step(
     *,
     baselines: tuple[QualityCheckStep, QualityCheckStep],
 ) -> ConditionStep:
-    accuracy = evaluated_accuracy(evaluate_step, report)
+    defaults = settings.defaults
+    conditions = [
+        *at_least(evaluated_accuracy(evaluate_step, report), defaults.min_accuracy, params.min_accuracy),
+        *at_least(evaluated(evaluate_step, report, evaluate.MACRO_F1_JSON_PATH), defaults.min_macro_f1, params.min_macro_f1),
+    ]
+    for class_name in evaluate.CLASS_NAMES:
+        recall = evaluated(evaluate_step, report, evaluate.class_recall_json_path(class_name))
+        conditions += at_least(recall, defaults.min_class_recall, params.min_class_recall)
     return ConditionStep(
         name=CONDITION_STEP_NAME,
-        description="Register the model only if its test accuracy reaches the environment's floor "
-                    "and MinAccuracy",
-        # Both must hold: the floor is a constant here, so a run's MinAccuracy cannot lower it.
-        conditions=[
-            ConditionGreaterThanOrEqualTo(left=accuracy, right=settings.defaults.min_accuracy),
-            ConditionGreaterThanOrEqualTo(left=accuracy, right=params.min_accuracy),
-        ],
+        description="Register the model only if its test accuracy, macro-F1 and every class's recall "
+                    "reach the environment's floors and this run's thresholds",
+        conditions=conditions,
         if_steps=[_register_unless_registered(settings, seal_step, seal_report, evaluate_step, session, baselines)],
-        else_steps=[_fail_with_the_missed_threshold(settings, params, accuracy)],
+        else_steps=[_fail_with_what_was_missed(settings, params, evaluate_step, report)],
     )

@@ -46,6 +46,7 @@ def hyperparameters(params: PipelineParameters) -> dict:
         "learning-rate": params.learning_rate,
         "train-batch-size": params.train_batch_size,
         "seed": params.random_seed,
+        "class-weighting": params.class_weighting,
     }
 
 

@@ -29,6 +29,12 @@ def test_model_quality_report_on_a_known_prediction_set():
     assert metrics["weighted_precision"]["value"] == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)
     assert metrics["weighted_recall"]["value"] == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)
     assert metrics["weighted_f1"]["value"] == pytest.approx((1 / 2 + 4 / 5 + 2 / 3) / 3)
+    assert metrics["macro_f1"]["value"] == pytest.approx((1 / 2 + 4 / 5 + 2 / 3) / 3)
+    assert metrics["negative_precision"]["value"] == pytest.approx(1 / 2)
+    assert metrics["neutral_recall"]["value"] == pytest.approx(1.0)
+    assert metrics["positive_recall"]["value"] == pytest.approx(1 / 2)
+    assert metrics["positive_f1"]["value"] == pytest.approx(2 / 3)
+    assert metrics["accuracy_best_constant_classifier"]["value"] == pytest.approx(2 / 6)
     assert metrics["confusion_matrix"] == {
         "negative": {"negative": 1, "neutral": 1, "positive": 0},
         "neutral": {"negative": 0, "neutral": 2, "positive": 0},
@@ -40,8 +46,11 @@ def test_report_has_exactly_the_contract_shape_and_is_json():
     report = json.loads(json.dumps(evaluate.model_quality_report(ACTUAL, PREDICTED)))
     assert list(report) == ["multiclass_classification_metrics"]
     metrics = report["multiclass_classification_metrics"]
-    assert set(metrics) == {"accuracy", "weighted_precision", "weighted_recall", "weighted_f1", "confusion_matrix"}
-    for name in ("accuracy", "weighted_precision", "weighted_recall", "weighted_f1"):
+    per_class = {f"{label}_{measure}" for label in reviews.LABEL_NAMES for measure in ("precision", "recall", "f1")}
+    scalar = {"accuracy", "accuracy_best_constant_classifier", "weighted_precision", "weighted_recall", "weighted_f1",
+              "macro_precision", "macro_recall", "macro_f1", *per_class}
+    assert set(metrics) == scalar | {"confusion_matrix"}
+    for name in scalar:
         assert set(metrics[name]) == {"value", "standard_deviation"}
         assert isinstance(metrics[name]["value"], float)
     assert all(set(row) == set(reviews.LABEL_NAMES) for row in metrics["confusion_matrix"].values())
@@ -53,6 +62,29 @@ def test_a_class_never_predicted_counts_as_zero_precision_not_an_error():
     assert metrics["accuracy"]["value"] == pytest.approx(1 / 3)
     assert metrics["weighted_precision"]["value"] == pytest.approx((1 / 3) / 3)
     assert metrics["confusion_matrix"]["positive"] == {"negative": 1, "neutral": 0, "positive": 0}
+
+
+def test_a_model_that_ignores_a_class_scores_well_on_accuracy_but_not_on_macro_f1_or_its_recall():
+    # 8 positive, 1 negative, 1 neutral: always "positive" is right 8 times in 10.
+    actual = [2] * 8 + [0, 1]
+    metrics = evaluate.model_quality_report(actual, [2] * 10)["multiclass_classification_metrics"]
+    assert metrics["accuracy"]["value"] == pytest.approx(0.8)
+    assert metrics["accuracy"]["value"] == metrics["accuracy_best_constant_classifier"]["value"]
+    assert metrics["neutral_recall"]["value"] == metrics["negative_recall"]["value"] == 0.0
+    assert metrics["macro_f1"]["value"] == pytest.approx((0 + 0 + 2 * 0.8 / 1.8) / 3)
+
+
+def test_expected_calibration_error_on_known_probabilities():
+    # Two reviews at confidence 0.9 (one right), two at 0.6 (both right): bins |0.5-0.9|, |1-0.6|.
+    probabilities = [[0.9, 0.05, 0.05], [0.05, 0.9, 0.05], [0.2, 0.2, 0.6], [0.6, 0.2, 0.2]]
+    actual = [0, 0, 2, 0]
+    assert evaluate.expected_calibration_error(probabilities, actual) == pytest.approx((2 * 0.4 + 2 * 0.4) / 4)
+    # A perfectly confident, always right model is perfectly calibrated; certainty lands in the last bin.
+    assert evaluate.expected_calibration_error([[0.0, 0.0, 1.0]], [2]) == 0.0
+    report = evaluate.model_quality_report(actual, [0, 1, 2, 0], probabilities)
+    assert report["multiclass_classification_metrics"]["expected_calibration_error"]["value"] == pytest.approx(0.4)
+    with pytest.raises(ValueError, match="one probability row per label"):
+        evaluate.expected_calibration_error(probabilities[:1], actual)
 
 
 def test_mismatched_or_empty_predictions_are_refused():
@@ -100,7 +132,9 @@ def test_processing_step_scores_the_test_split_from_model_tar_gz(model_archive, 
     assert metrics["accuracy"]["value"] == pytest.approx(expected_correct / len(test))
     assert sum(sum(row.values()) for row in metrics["confusion_matrix"].values()) == len(test) == 48
     assert metrics["accuracy"]["value"] > 0.55  # the tiny model learned (chance is 1/3)
-    assert "accuracy:" in completed.stdout
+    assert 0.0 <= metrics["expected_calibration_error"]["value"] <= 1.0
+    for line in ("accuracy:", "macro_f1:", "neutral_recall:", "expected_calibration_error:"):
+        assert line in completed.stdout
     for name in (evaluate.CLASS_REPORT_FILE, evaluate.CONFUSION_MATRIX_PICTURE):
         assert (tmp_path / "evaluation" / name).is_file()
 

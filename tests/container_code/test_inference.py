@@ -176,7 +176,11 @@ def test_the_tokenizer_reads_no_more_of_a_review_than_can_reach_the_model(classi
     one_word = "great" * 200_000  # 1 MB: tokenized whole, it took 0.4 s of CPU and 100 MB more
     (prediction,) = inference.predict_fn([one_word], dataclasses.replace(classifier, tokenizer=tokenizer))
     assert_valid_prediction(prediction)
-    assert handed_over == [one_word[: classifier.settings.max_text_chars]]
+    # The capped text (head and tail, max_text_chars of them and a space at the seam) once to find
+    # the cut, then the cut text: never more.
+    capped = classifier.settings.capped(one_word)
+    assert handed_over[0] == capped and len(capped) == classifier.settings.max_text_chars + 1
+    assert all(len(text) <= len(capped) for text in handed_over) and len(handed_over) == 2
     assert classifier.settings.max_text_chars == classifier.settings.max_seq_length * reviews.MAX_CHARS_PER_TOKEN
 
 

@@ -150,6 +150,42 @@ def test_stratified_split_is_disjoint_complete_stratified_and_seeded():
     assert {r.review_id for r in other_seed["test"]} != {r.review_id for r in splits["test"]}
 
 
+def test_with_a_test_domain_only_that_domain_reaches_the_test_split():
+    products = [prepare.Review(r.review_id, r.date, r.sentiment, r.review_body, "product")
+                for r in make_reviews({-1: 20, 0: 20, 1: 20})]
+    tweets = [prepare.Review("t" + r.review_id, r.date, r.sentiment, r.review_body, "tweet")
+              for r in make_reviews({-1: 30, 0: 30, 1: 30})]
+    fractions = prepare.SplitFractions(0.8, 0.1, 0.1)
+    splits = prepare.split_with_test_domain(products + tweets, fractions, seed=3, test_domain="product")
+
+    assert {r.domain for r in splits["test"]} == {"product"}
+    assert Counter(r.sentiment for r in splits["test"]) == {-1: 2, 0: 2, 1: 2}
+    by_domain = {name: Counter(r.domain for r in members) for name, members in splits.items()}
+    # The tweets' test share goes to train: 90% of 90 tweets there, 10% in validation.
+    assert by_domain["train"] == {"product": 48, "tweet": 81}
+    assert by_domain["validation"] == {"product": 6, "tweet": 9}
+    ids = sorted(r.review_id for members in splits.values() for r in members)
+    assert ids == sorted(r.review_id for r in products + tweets)
+    assert prepare.split_with_test_domain(products + tweets, fractions, 3, prepare.ALL_DOMAINS) == \
+        prepare.stratified_split(products + tweets, fractions, 3)
+    with pytest.raises(prepare.PrepareError, match=r"--test-domain 'movie': no usable review .*\['product', 'tweet'\]"):
+        prepare.split_with_test_domain(products + tweets, fractions, 3, "movie")
+
+
+def test_the_domain_column_selects_the_test_split_and_the_report_counts_domains(tmp_path):
+    products = [{**row, "domain": "product"} for row in review_rows({1: 10, 3: 10, 5: 10}, prefix="p")]
+    tweets = [{**row, "domain": "tweet"} for row in review_rows({1: 10, 3: 10, 5: 10}, prefix="t")]
+    write_csv(tmp_path / "input" / "products.csv", products, (*COLUMNS, "domain"))
+    write_csv(tmp_path / "input" / "tweets.csv", tweets, (*COLUMNS, "domain"))
+    report = prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--balance", "false",
+                                      "--train-fraction", "0.8", "--validation-fraction", "0.1",
+                                      "--test-fraction", "0.1", "--test-domain", "product"))
+    assert {record["review_id"][0] for record in read_split(tmp_path / "output", "test")} == {"p"}
+    assert report["rows_written"]["by_split_and_domain"] == {
+        "train": {"product": 24, "tweet": 27}, "validation": {"product": 3, "tweet": 3}, "test": {"product": 3}}
+    assert report["settings"]["test_domain"] == "product"
+
+
 @pytest.mark.parametrize(
     ("fractions", "message"),
     [
@@ -326,7 +362,9 @@ def test_written_records_follow_the_prepared_split_contract(tmp_path):
             assert record["sentiment"] == reviews.star_rating_to_sentiment(star_of[record["review_id"]])
             assert record["label_id"] == record["sentiment"] + 1
             assert len(record["input_ids"]) == MAX_SEQ_LENGTH
-            assert record["input_ids"] == tokenizer(record["review_body"], max_length=MAX_SEQ_LENGTH, truncation=True, padding="max_length")["input_ids"]
+            # The long review is cut to its head and tail first (reviews.TokenizationSettings.cut).
+            text = reviews.TokenizationSettings(MAX_SEQ_LENGTH).cut(tokenizer, [record["review_body"]])[0]
+            assert record["input_ids"] == tokenizer(text, max_length=MAX_SEQ_LENGTH, truncation=True, padding="max_length")["input_ids"]
     # Balanced: 20 negative, 10 neutral, 20 positive -> 10 each, 8/1/1 per class.
     assert report["rows_written"]["by_split_and_label"] == {
         "train": {"negative": 8, "neutral": 8, "positive": 8},

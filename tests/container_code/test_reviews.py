@@ -72,8 +72,15 @@ def test_encode_input_ids_pads_and_truncates_to_max_seq_length():
     assert input_ids[0][:3] == [tokenizer.cls_token_id, tokenizer.convert_tokens_to_ids("great"), tokenizer.sep_token_id]
     assert set(input_ids[0][3:]) == {tokenizer.pad_token_id}
     assert input_ids[1][-1] == tokenizer.sep_token_id and tokenizer.pad_token_id not in input_ids[1]
-    # One call per text (the seed's encode_plus loop) gives the same ids as the batched call.
-    assert input_ids == [tokenizer(text, **settings.tokenizer_kwargs(pad_to_max_length=True))["input_ids"] for text in texts]
+    # One call per text (the seed's encode_plus loop) gives the same ids as the batched call:
+    # of the head with head truncation, of the head and tail texts with head_tail.
+    head = reviews.TokenizationSettings(max_seq_length=12, truncation="head")
+    assert reviews.encode_input_ids(tokenizer, texts, head) == [
+        tokenizer(text, **head.tokenizer_kwargs(pad_to_max_length=True))["input_ids"] for text in texts]
+    assert input_ids == [tokenizer(settings.cut(tokenizer, [text])[0], **settings.tokenizer_kwargs(pad_to_max_length=True))["input_ids"]
+                         for text in texts]
+    assert input_ids[1][1:3] == tokenizer("the battery")["input_ids"][1:3]
+    assert input_ids[1][-3:-1] == tokenizer("at all")["input_ids"][1:3]
 
 
 # ---------------------------------------------------------------------------- review text
@@ -99,10 +106,12 @@ def test_a_text_with_something_visible_keeps_all_but_its_surrounding_whitespace(
 
 
 def test_the_tokenizer_reads_a_bounded_prefix_derived_from_max_seq_length():
-    settings = reviews.TokenizationSettings(max_seq_length=128)
+    settings = reviews.TokenizationSettings(max_seq_length=128, truncation="head")
     assert settings.max_text_chars == 128 * reviews.MAX_CHARS_PER_TOKEN
     assert settings.capped("x" * 10**6) == "x" * settings.max_text_chars
     assert settings.capped("short") == "short"
+    head_tail = reviews.TokenizationSettings(max_seq_length=128)
+    assert len(head_tail.capped("x" * 10**6)) == head_tail.max_text_chars + 1  # head, a space, tail
 
 
 LONG_TEXTS = [
@@ -113,14 +122,60 @@ LONG_TEXTS = [
 ]
 
 
+@pytest.mark.parametrize("truncation", reviews.TRUNCATIONS)
 @pytest.mark.parametrize("tokenizer_name", ["minilm-wordpiece", "tiny-roberta-bpe"])
 @pytest.mark.parametrize("max_seq_length", [8, 64, 512])
-def test_capping_a_long_text_before_tokenizing_changes_no_input_ids(tiny_model_dir, tokenizer_name, max_seq_length):
+def test_capping_a_long_text_before_tokenizing_changes_no_input_ids(tiny_model_dir, tokenizer_name, max_seq_length,
+                                                                    truncation, monkeypatch):
     from transformers import AutoTokenizer
 
     directory = minilm_tokenizer_dir() if tokenizer_name == "minilm-wordpiece" else tiny_model_dir
     tokenizer = AutoTokenizer.from_pretrained(str(directory))
-    settings = reviews.TokenizationSettings(max_seq_length=max_seq_length)
+    settings = reviews.TokenizationSettings(max_seq_length=max_seq_length, truncation=truncation)
     assert all(len(text) > settings.max_text_chars for text in LONG_TEXTS)
-    uncapped = tokenizer(LONG_TEXTS, **settings.tokenizer_kwargs(pad_to_max_length=True))["input_ids"]
-    assert reviews.encode_input_ids(tokenizer, LONG_TEXTS, settings) == uncapped
+    # With head_tail the cap's seam splits a word of 200,000 characters in two, which WordPiece
+    # reads as two words, where uncapped the whole word is one [UNK]: not a review, left out.
+    texts = LONG_TEXTS if truncation == "head" else LONG_TEXTS[:3]
+    capped = reviews.encode_input_ids(tokenizer, texts, settings)
+    monkeypatch.setattr(reviews, "MAX_CHARS_PER_TOKEN", 10**6)  # no cap: the whole text is read
+    assert capped == reviews.encode_input_ids(tokenizer, texts, settings)
+
+
+def _minilm_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(minilm_tokenizer_dir()))
+
+
+def test_head_tail_keeps_the_start_and_the_verdict_of_a_long_review():
+    tokenizer = _minilm_tokenizer()
+    middle = " ".join(f"filler{index}" for index in range(200))
+    text = f"I bought this camera in march. {middle} In the end it broke and I returned it."
+    settings = reviews.TokenizationSettings(max_seq_length=32)
+    [ids] = reviews.encode_input_ids(tokenizer, [text], settings)
+    decoded = tokenizer.decode(ids, skip_special_tokens=True)
+    assert len(ids) == 32 and ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+    assert decoded.startswith("i bought this")
+    assert decoded.endswith("in the end it broke and i returned it.")
+    # Head only: the verdict is cut off.
+    [head] = reviews.encode_input_ids(tokenizer, [text], reviews.TokenizationSettings(32, "head"))
+    assert "returned" not in tokenizer.decode(head, skip_special_tokens=True)
+    assert head[:8] == ids[:8]
+
+
+def test_a_text_that_fits_is_tokenized_as_the_tokenizer_does_whatever_the_truncation():
+    tokenizer = _minilm_tokenizer()
+    texts = ["Short and sweet.", "word " * 29]  # 29 words + [CLS] [SEP] = 31 tokens, within 32
+    expected = tokenizer(texts, max_length=32, truncation=True, padding="max_length")["input_ids"]
+    for truncation in reviews.TRUNCATIONS:
+        assert reviews.encode_input_ids(tokenizer, texts, reviews.TokenizationSettings(32, truncation)) == expected
+
+
+def test_the_character_cap_keeps_head_and_tail_too():
+    settings = reviews.TokenizationSettings(max_seq_length=8)  # 256 characters
+    text = "a" * 1000 + "b" * 1000
+    capped = settings.capped(text)
+    assert capped.startswith("a" * 64) and capped.endswith("b" * 192) and len(capped) == 257
+    assert reviews.TokenizationSettings(8, "head").capped(text) == "a" * 256
+    with pytest.raises(ValueError, match="truncation must be one of"):
+        reviews.TokenizationSettings(8, "middle")

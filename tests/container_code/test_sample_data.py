@@ -92,6 +92,20 @@ def test_converter_turns_a_hand_made_snippet_file_into_reviews_prepare_reads(tmp
     ]
 
 
+def test_a_domain_with_another_number_of_texts_than_documented_is_refused():
+    snippets = sample_data.parse_snippets(["1_1\t0.1\tone"])
+    with pytest.raises(RuntimeError, match="1 texts, expected 3708"):
+        sample_data.check_sizes({sample_data.PRODUCT: snippets})
+
+
+def test_every_domain_is_tagged_and_mapped_alike():
+    snippet = sample_data.Snippet("7", -2.5, "what a waste")
+    rows = {domain.name: sample_data.to_review_row(snippet, domain) for domain in sample_data.DOMAINS}
+    assert {name: row["domain"] for name, row in rows.items()} == {name: name for name in rows}
+    assert {row["star_rating"] for row in rows.values()} == {1}
+    assert rows["tweet"]["review_id"] == "vader-tweet-7" and rows["product"]["product_category"] == "Electronics"
+
+
 def test_duplicate_snippet_ids_are_refused(tmp_path):
     snippets = sample_data.parse_snippets(["1_1\t0.1\tone", "1_1\t0.2\ttwo"])
     with pytest.raises(ValueError, match="duplicate snippet ids"):
@@ -116,14 +130,19 @@ def test_real_snippets_convert_to_a_usable_three_class_dataset(tmp_path, monkeyp
     monkeypatch.setattr(sample_data.subprocess, "run", no_download)
     assert sample_data.main(["--dest", str(tmp_path), "--cache-dir", str(sample_data.DEFAULT_CACHE_DIR)]) == 0
     printed = capsys.readouterr().out
-    assert "wrote 3708 reviews" in printed and "rows per sentiment: negative:" in printed
+    assert "wrote 3708 product texts" in printed and "rows per sentiment: negative:" in printed
+    files = {domain.name: tmp_path / domain.output_file_name for domain in sample_data.DOMAINS}
+    everything = prepare.read_reviews(list(files.values()), prepare.Columns(), default_event_time="2020-01-01T00:00:00Z",
+                                      log_every_rows=10**6)
+    assert everything.rows_read == 23_703 and not everything.rejected
+    assert Counter(r.domain for r in everything.reviews) == {"product": 3708, "movie": 10605, "editorial": 5190, "tweet": 4200}
 
     csv_path = tmp_path / sample_data.OUTPUT_FILE_NAME
     read = prepare.read_reviews([csv_path], prepare.Columns(), default_event_time="2020-01-01T00:00:00Z", log_every_rows=10**6)
     assert read.rows_read == 3708 and not read.rejected  # the dataset's documented size, all usable
     per_class = Counter(r.sentiment for r in read.reviews)
     assert min(per_class.values()) >= 0.15 * read.rows_read  # neutral is a usable class
-    assert all(r.review_id.startswith("vader-amazon-") for r in read.reviews)
+    assert all(r.review_id.startswith("vader-amazon-") and r.domain == "product" for r in read.reviews)
     # Deterministic: a second conversion writes the same bytes.
     first = csv_path.read_bytes()
     sample_data.main(["--dest", str(tmp_path), "--cache-dir", str(sample_data.DEFAULT_CACHE_DIR)])

@@ -287,3 +287,17 @@ def test_a_checkpoint_with_another_label_set_gets_a_fresh_three_class_head(tiny_
     model = model_io.load_classifier_for_training(str(tmp_path / "binary"))
     assert model.config.id2label == reviews.ID2LABEL
     assert model.classifier.out_proj.out_features == 3
+
+
+def test_balanced_class_weights_make_every_class_weigh_the_same_in_the_loss():
+    import torch
+
+    import train
+
+    # 6 negative, 3 neutral, 1 positive: 10 / (3 x count).
+    labels = torch.tensor([0] * 6 + [1] * 3 + [2])
+    weights = train.class_weights(labels, 3, "balanced")
+    assert weights.tolist() == pytest.approx([10 / 18, 10 / 9, 10 / 3])
+    assert (weights * torch.bincount(labels)).tolist() == pytest.approx([10 / 3] * 3)
+    assert train.class_weights(torch.tensor([0, 0, 2]), 3, "balanced").tolist() == pytest.approx([0.5, 0.0, 1.0])
+    assert train.class_weights(labels, 3, "none") is None

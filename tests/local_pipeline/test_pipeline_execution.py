@@ -24,8 +24,10 @@ from local_run_support import tiny_training_parameters
 
 pytestmark = pytest.mark.slow
 
+# Below the gate: which threshold was missed, in the order the definition asks.
+DIAGNOSIS_CHAIN = ["CheckNegativeRecall", "CheckNeutralRecall", "CheckPositiveRecall", "CheckMacroF1", "CheckAccuracyFloor"]
 STEP_ORDER = ["FingerprintInput", "PrepareReviews", "TrainModel", "SealModelArtifact", "EvaluateModel",
-              "DataQualityBaseline", "ModelQualityBaseline", "CheckAccuracy", "CheckNotYetRegistered",
+              "DataQualityBaseline", "ModelQualityBaseline", "CheckModelQuality", "CheckNotYetRegistered",
               "Register-RegisterModel", "Create-CreateModel"]
 
 
@@ -93,7 +95,7 @@ def baseline(local_pipeline) -> ExecutionResult:
 def test_every_step_of_the_definition_runs_in_order(baseline):
     assert [record.name for record in baseline.steps] == STEP_ORDER
     assert all(record.status == "Succeeded" and record.end_time >= record.start_time for record in baseline.steps)
-    assert baseline.step("CheckAccuracy").metadata == {"Condition": {"Outcome": "True"}}
+    assert baseline.step("CheckModelQuality").metadata == {"Condition": {"Outcome": "True"}}
     assert baseline.step("CheckNotYetRegistered").metadata == {"Condition": {"Outcome": "True"}}
 
 
@@ -184,12 +186,12 @@ def test_a_rerun_of_the_same_trained_artifact_registers_no_second_version(local_
     # FingerprintInput and SealModelArtifact are never cached: they run on every execution.
     # The baselines read this execution's evaluation output, so they run again too.
     rerun = frozenset({"FingerprintInput", "SealModelArtifact", "EvaluateModel", "DataQualityBaseline",
-                       "ModelQualityBaseline", "CheckAccuracy", "CheckNotYetRegistered"})
+                       "ModelQualityBaseline", "CheckModelQuality", "CheckNotYetRegistered"})
     result = local_pipeline.run(local_pipeline.definition, SelectiveExecution(cached, rerun))
     assert result.status == "Succeeded", result.failure_reason
     assert [record.name for record in result.steps] == [
         "FingerprintInput", "SealModelArtifact", "EvaluateModel", "DataQualityBaseline", "ModelQualityBaseline",
-        "CheckAccuracy", "CheckNotYetRegistered"]
+        "CheckModelQuality", "CheckNotYetRegistered"]
     assert result.step("CheckNotYetRegistered").metadata == {"Condition": {"Outcome": "False"}}
     after = local_pipeline.sagemaker.list_model_packages(ModelPackageGroupName=group)["ModelPackageSummaryList"]
     assert after == before
@@ -203,8 +205,8 @@ def local_aws_json(pipeline: "LocalPipeline", uri: str):
 
 def test_overrides_reach_the_jobs_and_metrics_are_read_from_the_log(baseline):
     training = baseline.step_properties["TrainModel"]
-    assert training["HyperParameters"]["epochs"] == "8"
-    assert training["HyperParameters"]["learning-rate"] == "0.003"
+    assert training["HyperParameters"]["epochs"] == "15"
+    assert training["HyperParameters"]["learning-rate"] == "0.001"
     metric_names = {metric["MetricName"] for metric in training["FinalMetricDataList"]}
     assert metric_names == {"train_loss", "validation_loss", "validation_accuracy"}
     prepare_arguments = baseline.step_properties["PrepareReviews"]["AppSpecification"]["ContainerArguments"]
@@ -232,10 +234,10 @@ def _step(definition: dict, name: str) -> dict:
 
 def test_a_wrong_json_get_path_fails_the_condition_step(local_pipeline, baseline):
     damaged = copy.deepcopy(local_pipeline.definition)
-    condition = _step(damaged, "CheckAccuracy")["Arguments"]["Conditions"][0]
+    condition = _step(damaged, "CheckModelQuality")["Arguments"]["Conditions"][0]
     condition["LeftValue"]["Std:JsonGet"]["Path"] = "multiclass_classification_metrics.accuracy.valu"
-    result = local_pipeline.run(damaged, SelectiveExecution(baseline, frozenset({"CheckAccuracy"})))
-    _only(result, "CheckAccuracy")
+    result = local_pipeline.run(damaged, SelectiveExecution(baseline, frozenset({"CheckModelQuality"})))
+    _only(result, "CheckModelQuality")
     assert "'valu' does not exist" in result.failure_reason
 
 
@@ -268,11 +270,11 @@ def test_an_output_name_that_prepare_does_not_declare_fails_the_step_that_reads_
 
 
 def test_below_the_threshold_the_fail_step_ends_the_run_and_nothing_is_registered(local_pipeline, baseline):
-    result = local_pipeline.run(local_pipeline.definition, SelectiveExecution(baseline, frozenset({"CheckAccuracy"})),
+    result = local_pipeline.run(local_pipeline.definition, SelectiveExecution(baseline, frozenset({"CheckModelQuality"})),
                                 MinAccuracy="1.01")
     assert result.status == "Failed"
-    assert [record.name for record in result.steps] == ["CheckAccuracy", "CheckAccuracyFloor", "AccuracyBelowThreshold"]
-    assert result.step("CheckAccuracy").metadata == {"Condition": {"Outcome": "False"}}
+    assert [record.name for record in result.steps] == ["CheckModelQuality", *DIAGNOSIS_CHAIN, "AccuracyBelowThreshold"]
+    assert result.step("CheckModelQuality").metadata == {"Condition": {"Outcome": "False"}}
     assert result.failure_reason.startswith("Evaluated accuracy ")
     assert result.failure_reason.endswith("is below the minimum accuracy 1.01")
 
@@ -280,15 +282,57 @@ def test_below_the_threshold_the_fail_step_ends_the_run_and_nothing_is_registere
 def test_a_min_accuracy_below_the_floor_does_not_lower_it(local_pipeline, baseline):
     # The same definition in an environment whose floor the model misses (a stricter cdk.json).
     stricter = json.loads(json.dumps(local_pipeline.definition).replace("dev's accuracy floor 0.6", "dev's accuracy floor 1.01"))
-    for name in ("CheckAccuracy", "CheckAccuracyFloor"):
+    for name in ("CheckModelQuality", "CheckAccuracyFloor"):
         for condition in _step(stricter, name)["Arguments"]["Conditions"]:
             if condition["RightValue"] == local_pipeline.config.pipeline.min_accuracy:
                 condition["RightValue"] = 1.01
-    result = local_pipeline.run(stricter, SelectiveExecution(baseline, frozenset({"CheckAccuracy"})), MinAccuracy="0")
+    result = local_pipeline.run(stricter, SelectiveExecution(baseline, frozenset({"CheckModelQuality"})), MinAccuracy="0")
     assert result.status == "Failed"
-    assert [record.name for record in result.steps] == ["CheckAccuracy", "CheckAccuracyFloor", "AccuracyBelowFloor"]
+    assert [record.name for record in result.steps] == ["CheckModelQuality", *DIAGNOSIS_CHAIN, "AccuracyBelowFloor"]
     assert result.failure_reason.startswith("Evaluated accuracy ")
     assert result.failure_reason.endswith("is below dev's accuracy floor 1.01")
+
+
+def _evaluated_elsewhere(local_pipeline, baseline, report: dict) -> ExecutionResult:
+    """The baseline as if EvaluateModel had written `report`: the same step properties, with
+    its evaluation output at a prefix that holds `report` as evaluation.json."""
+    source = copy.deepcopy(baseline.step_properties)
+    [output] = [item for item in source["EvaluateModel"]["ProcessingOutputConfig"]["Outputs"] if item["OutputName"] == "evaluation"]
+    output["S3Output"]["S3Uri"] = output["S3Output"]["S3Uri"].rstrip("/") + "-degenerate"
+    bucket, _, prefix = output["S3Output"]["S3Uri"][len("s3://"):].partition("/")
+    admin_s3 = local_pipeline.roles.admin.session(local_pipeline.config.region).client("s3")
+    admin_s3.put_object(Bucket=bucket, Key=f"{prefix}/evaluation.json", Body=json.dumps(report).encode())
+    return dataclasses.replace(baseline, step_properties=source)
+
+
+def test_a_model_that_ignores_neutral_fails_at_the_neutral_recall_check_though_its_accuracy_passes(local_pipeline, baseline):
+    import evaluate as evaluate_script  # container_code/
+
+    # 16 positive, 2 negative, 2 neutral reviews; every neutral one called positive: accuracy 0.9.
+    actual = [2] * 16 + [0, 0, 1, 1]
+    report = evaluate_script.model_quality_report(actual, [2] * 16 + [0, 0, 2, 2])
+    assert report["multiclass_classification_metrics"]["accuracy"]["value"] == pytest.approx(0.9)
+    source = _evaluated_elsewhere(local_pipeline, baseline, report)
+    result = local_pipeline.run(local_pipeline.definition, SelectiveExecution(source, frozenset({"CheckModelQuality"})))
+    assert result.status == "Failed"
+    assert [record.name for record in result.steps] == [
+        "CheckModelQuality", "CheckNegativeRecall", "CheckNeutralRecall", "NeutralRecallBelowThreshold"]
+    assert result.step("CheckNegativeRecall").metadata == {"Condition": {"Outcome": "True"}}
+    assert result.failure_reason == ("Evaluated recall of class neutral 0.0 is below dev's minimum class recall 0.3 "
+                                     "or this run's MinClassRecall 0.3")
+    # The same report with the neutral reviews found passes the gate: the recall check is what failed it.
+    passing = evaluate_script.model_quality_report(actual, actual)
+    result = local_pipeline.run(local_pipeline.definition, SelectiveExecution(
+        _evaluated_elsewhere(local_pipeline, baseline, passing), frozenset({"CheckModelQuality"})))
+    assert result.step("CheckModelQuality").metadata == {"Condition": {"Outcome": "True"}}
+
+
+def test_a_macro_f1_above_the_run_threshold_fails_at_the_macro_f1_check(local_pipeline, baseline):
+    result = local_pipeline.run(local_pipeline.definition, SelectiveExecution(baseline, frozenset({"CheckModelQuality"})),
+                                MinMacroF1="1.01")
+    assert [record.name for record in result.steps] == ["CheckModelQuality", *DIAGNOSIS_CHAIN[:-1], "MacroF1BelowThreshold"]
+    assert result.failure_reason.startswith("Evaluated macro-F1 ")
+    assert result.failure_reason.endswith("is below dev's floor 0.55 or this run's MinMacroF1 1.01")
 
 
 def test_a_step_whose_role_lacks_the_permission_fails_with_access_denied(local_pipeline, baseline):

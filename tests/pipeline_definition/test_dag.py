@@ -27,13 +27,17 @@ EXPECTED_PARAMETERS = {
     "LearningRate": "Float",
     "TrainBatchSize": "Integer",
     "MaxSeqLength": "Integer",
+    "ClassWeighting": "String",
     "BalanceDataset": "String",
     "TrainFraction": "Float",
     "ValidationFraction": "Float",
     "TestFraction": "Float",
     "RandomSeed": "Integer",
+    "TestDomain": "String",
     "IngestIntoFeatureStore": "String",
     "MinAccuracy": "Float",
+    "MinMacroF1": "Float",
+    "MinClassRecall": "Float",
 }
 
 
@@ -63,6 +67,8 @@ def test_parameters_and_their_environment_defaults(definition, environment_name)
     assert parameters["TrainingInstanceType"]["DefaultValue"] == config.training_instance_type
     assert parameters["ProcessingInstanceCount"]["DefaultValue"] == config.processing_instance_count
     assert parameters["MinAccuracy"]["DefaultValue"] == config.min_accuracy
+    assert parameters["MinMacroF1"]["DefaultValue"] == config.min_macro_f1
+    assert parameters["MinClassRecall"]["DefaultValue"] == config.min_class_recall
     assert parameters["InputDataS3Uri"]["DefaultValue"] == "s3://${DataBucketName}/reviews/raw/"
 
 
@@ -71,7 +77,7 @@ def _branches(step: dict) -> tuple[list, list]:
     return ([(s["Name"], s["Type"]) for s in arguments["IfSteps"]], [(s["Name"], s["Type"]) for s in arguments["ElseSteps"]])
 
 
-def test_steps_run_fingerprint_prepare_train_seal_evaluate_then_the_accuracy_gate(dev_definition):
+def test_steps_run_fingerprint_prepare_train_seal_evaluate_then_the_quality_gate(dev_definition):
     assert [(s["Name"], s["Type"]) for s in dev_definition["Steps"]] == [
         (fingerprint.STEP_NAME, "Processing"),
         (prepare.STEP_NAME, "Processing"),
@@ -84,8 +90,15 @@ def test_steps_run_fingerprint_prepare_train_seal_evaluate_then_the_accuracy_gat
     ]
     assert _branches(step_named(dev_definition, register.CONDITION_STEP_NAME)) == (
         [(register.NOT_REGISTERED_CONDITION_STEP_NAME, "Condition")],
-        [(register.FLOOR_CONDITION_STEP_NAME, "Condition")],
+        [("CheckNegativeRecall", "Condition")],
     )
+    # Below the gate, a chain that names the first thing missed: each class's recall, macro-F1, accuracy.
+    chain = ["CheckNegativeRecall", "CheckNeutralRecall", "CheckPositiveRecall", register.MACRO_F1_CONDITION_STEP_NAME,
+             register.FLOOR_CONDITION_STEP_NAME]
+    fails = ["NegativeRecallBelowThreshold", "NeutralRecallBelowThreshold", "PositiveRecallBelowThreshold",
+             register.MACRO_F1_FAIL_STEP_NAME]
+    for check, next_check, fail in zip(chain, chain[1:], fails):
+        assert _branches(step_named(dev_definition, check)) == ([(next_check, "Condition")], [(fail, "Fail")])
     assert _branches(step_named(dev_definition, register.NOT_REGISTERED_CONDITION_STEP_NAME)) == (
         [("Register-RegisterModel", "RegisterModel"), ("Create-CreateModel", "Model")],
         [],
@@ -162,7 +175,7 @@ def test_prepare_arguments_are_the_ones_prepare_py_accepts(dev_definition):
     arguments = step_named(dev_definition, prepare.STEP_NAME)["Arguments"]["AppSpecification"]["ContainerArguments"]
     flags = [a for a in arguments if isinstance(a, str) and a.startswith("--")]
     assert flags == ["--input-dir", "--output-dir", "--tokenizer", "--max-seq-length", "--balance", "--train-fraction",
-                     "--validation-fraction", "--test-fraction", "--random-seed", "--ingest", "--feature-group-name",
+                     "--validation-fraction", "--test-fraction", "--random-seed", "--test-domain", "--ingest", "--feature-group-name",
                      "--input-digest", "--expected-input-files", "--expected-input-bytes", "--event-time"]
     # Run-time values stand in for the parameters and the fingerprint: argparse exits on an
     # unknown flag or a bad value.
@@ -176,6 +189,7 @@ def test_prepare_arguments_are_the_ones_prepare_py_accepts(dev_definition):
     assert parsed.input_digest == fingerprint_file["digest"]
     assert (parsed.expected_input_files, parsed.expected_input_bytes) == (2, 10200)
     assert parsed.event_time == "2026-11-03T11:30:00Z"
+    assert parsed.test_domain == prepare_script.ALL_DOMAINS
 
 
 def test_the_fingerprint_step_lists_the_prefix_prepare_reads_and_is_never_cached(dev_definition):
@@ -207,11 +221,13 @@ def test_train_hyperparameters_are_the_ones_train_py_accepts(dev_definition):
     script_arguments = []
     for name, value in sorted(hyperparameters.items()):
         if not name.startswith("sagemaker_"):
-            script_arguments += [f"--{name}", "1" if isinstance(value, dict) else json.loads(value)]
+            stand_in = "balanced" if name == "class-weighting" else "1"
+            script_arguments += [f"--{name}", stand_in if isinstance(value, dict) else json.loads(value)]
     parsed = train_script.build_parser().parse_args(script_arguments)
     assert parsed.epochs == 1
+    assert hyperparameters["class-weighting"] == {"Get": "Parameters.ClassWeighting"}
     assert set(hyperparameters) - {n for n in hyperparameters if n.startswith("sagemaker_")} == {
-        "model-name-or-path", "epochs", "learning-rate", "train-batch-size", "seed"
+        "model-name-or-path", "epochs", "learning-rate", "train-batch-size", "seed", "class-weighting"
     }
 
 
@@ -359,7 +375,61 @@ def test_registration_declares_content_types_metrics_and_approval(definition, en
 
 
 def _accuracy(value) -> bool:
-    return isinstance(value, dict) and value.get("Std:JsonGet", {}).get("Path") == evaluate.ACCURACY_JSON_PATH
+    return _json_get_path(value) == evaluate.ACCURACY_JSON_PATH
+
+
+def _json_get_path(value) -> str | None:
+    return value.get("Std:JsonGet", {}).get("Path") if isinstance(value, dict) else None
+
+
+def test_the_gate_requires_accuracy_macro_f1_and_every_class_recall_at_floor_and_parameter(definition, environment_name):
+    from stacks.config import load_environment
+
+    config = load_environment(environment_name).pipeline
+    conditions = step_named(definition, register.CONDITION_STEP_NAME)["Arguments"]["Conditions"]
+    gated = [(c["Type"], _json_get_path(c["LeftValue"]), c["RightValue"]) for c in conditions]
+    metrics = "multiclass_classification_metrics"
+    expected = [
+        ("accuracy", config.min_accuracy, "MinAccuracy"),
+        ("macro_f1", config.min_macro_f1, "MinMacroF1"),
+        *[(f"{name}_recall", config.min_class_recall, "MinClassRecall") for name in ("negative", "neutral", "positive")],
+    ]
+    assert gated == [item for metric, floor, parameter in expected for item in (
+        ("GreaterThanOrEqualTo", f"{metrics}.{metric}.value", floor),
+        ("GreaterThanOrEqualTo", f"{metrics}.{metric}.value", {"Get": f"Parameters.{parameter}"}),
+    )]
+    # Each path resolves in a report evaluate.py really writes.
+    report = evaluate_script.model_quality_report([0, 1, 2, 2], [0, 1, 2, 1])
+    for _, path, _ in gated:
+        value = report
+        for key in path.split("."):
+            value = value[key]
+        assert isinstance(value, float)
+
+
+def test_the_definitions_class_names_and_domain_wildcard_are_the_container_codes():
+    import prepare as prepare_script
+    from pipeline_definition import parameters
+
+    assert evaluate.CLASS_NAMES == reviews.LABEL_NAMES
+    assert parameters.ALL_DOMAINS == prepare_script.ALL_DOMAINS
+
+
+def test_a_class_recall_fail_step_names_the_class_its_recall_and_both_thresholds(definition, environment_name):
+    from stacks.config import load_environment
+
+    floor = load_environment(environment_name).pipeline.min_class_recall
+    for class_name in evaluate.CLASS_NAMES:
+        check = step_named(definition, register.class_recall_condition_step_name(class_name))["Arguments"]["Conditions"]
+        path = f"multiclass_classification_metrics.{class_name}_recall.value"
+        assert [(_json_get_path(c["LeftValue"]), c["RightValue"]) for c in check] == [
+            (path, floor), (path, {"Get": "Parameters.MinClassRecall"})]
+        message = step_named(definition, register.class_recall_fail_step_name(class_name))["Arguments"]["ErrorMessage"]["Std:Join"]
+        assert message["Values"][0] == f"Evaluated recall of class {class_name}"
+        assert _json_get_path(message["Values"][1]) == path
+        assert message["Values"][2:] == [
+            f"is below {environment_name}'s minimum class recall {floor} or this run's MinClassRecall",
+            {"Get": "Parameters.MinClassRecall"}]
 
 
 def test_the_gate_holds_the_environments_floor_whatever_min_accuracy_a_run_sets(definition, environment_name):
@@ -368,7 +438,7 @@ def test_the_gate_holds_the_environments_floor_whatever_min_accuracy_a_run_sets(
     floor = load_environment(environment_name).pipeline.min_accuracy
     conditions = step_named(definition, register.CONDITION_STEP_NAME)["Arguments"]["Conditions"]
     # Every condition must hold: the constant floor, then the run's MinAccuracy (only a raise).
-    assert [(c["Type"], _accuracy(c["LeftValue"]), c["RightValue"]) for c in conditions] == [
+    assert [(c["Type"], _accuracy(c["LeftValue"]), c["RightValue"]) for c in conditions if _accuracy(c["LeftValue"])] == [
         ("GreaterThanOrEqualTo", True, floor),
         ("GreaterThanOrEqualTo", True, {"Get": "Parameters.MinAccuracy"}),
     ]
