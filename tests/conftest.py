@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,25 @@ def offline_aws_environment():
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+# A zone far from UTC with a half-hour offset and daylight saving time: a test that passes only
+# because the machine runs in UTC fails under it.
+NON_UTC_ZONE = "America/St_Johns"
+
+
+@pytest.fixture(params=["UTC", NON_UTC_ZONE])
+def local_time_zone(request):
+    """Runs the test once with the process in UTC and once in a non-UTC zone (TZ + tzset)."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = request.param
+    time.tzset()
+    yield request.param
+    if saved is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = saved
+    time.tzset()
 
 
 @pytest.fixture(scope="session")

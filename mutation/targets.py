@@ -1,0 +1,62 @@
+"""The one place that says which modules are mutated and which test files must kill them.
+
+Each module is mutated against its own focused tests, not the whole suite: a mutant counts as
+killed only when the tests written for that module notice it. `flat` marks container_code
+scripts, which import each other by bare name (`import reviews`), as SageMaker runs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class MutationTarget:
+    name: str
+    module: str
+    tests: tuple[str, ...]
+    flat: bool = False
+    # Slow tests are left out unless a module has no faster test of some behaviour.
+    include_slow: bool = False
+
+
+TARGETS: tuple[MutationTarget, ...] = (
+    MutationTarget("reviews", "container_code/reviews.py", ("tests/container_code/test_reviews.py",), flat=True),
+    MutationTarget(
+        "inference",
+        "container_code/inference.py",
+        ("tests/container_code/test_inference_handlers.py", "tests/container_code/test_inference.py"),
+        flat=True,
+    ),
+    MutationTarget("config", "stacks/config.py", ("tests/test_config.py",)),
+    MutationTarget(
+        "pipeline_upserter",
+        "stacks/lambdas/pipeline_upserter/handler.py",
+        ("tests/lambdas/test_pipeline_upserter_handler.py",),
+    ),
+    MutationTarget(
+        "expressions", "local_pipeline/expressions.py", ("tests/local_pipeline/test_expressions.py",)
+    ),
+    MutationTarget(
+        "executor",
+        "local_pipeline/executor.py",
+        ("tests/local_pipeline/test_pipeline_execution.py",),
+    ),
+    MutationTarget(
+        "parameters", "pipeline_definition/parameters.py", ("tests/pipeline_definition/test_dag.py",)
+    ),
+    MutationTarget(
+        "condition_step", "pipeline_definition/steps/register.py", ("tests/pipeline_definition/test_dag.py",)
+    ),
+    MutationTarget(
+        "approval_deployer",
+        "stacks/lambdas/approval_deployer/handler.py",
+        ("tests/serving/test_approval_deployer_handler.py",),
+    ),
+    MutationTarget("prepare", "container_code/prepare.py", ("tests/container_code/test_prepare.py",), flat=True),
+    MutationTarget(
+        "evaluate", "container_code/evaluate.py", ("tests/container_code/test_evaluate.py",), flat=True
+    ),
+)
+
+BY_NAME = {target.name: target for target in TARGETS}
