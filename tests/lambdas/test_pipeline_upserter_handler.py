@@ -445,3 +445,30 @@ def test_the_projects_generated_definition_is_upserted_and_then_recognised_as_un
     assert json.loads(sagemaker.describe_pipeline(PipelineName=PIPELINE_NAME)["PipelineDefinition"]) == json.loads(resolved)
     assert response["Data"]["Changed"] == "false"
     assert proxy.count("UpdatePipeline") == 0
+
+
+# -- Connection-level failures (no HTTP answer at all) ---------------------------------------------
+
+
+@pytest.fixture
+def unreachable_sagemaker(moto_endpoint, monkeypatch):
+    """The handler's endpoint is a closed port on 127.0.0.1: every call is refused before any
+    HTTP answer, as when the network or the endpoint fails (botocore raises a BotoCoreError)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", f"http://127.0.0.1:{port}")
+    # One attempt keeps the test fast; retries of a refused connection change nothing here.
+    monkeypatch.setattr(handler, "MAX_ATTEMPTS", 1)
+
+
+def test_a_delete_whose_connection_fails_is_reported_not_taken_for_success(unreachable_sagemaker):
+    with pytest.raises(PipelineUpsertError, match=f"DeletePipeline of pipeline {PIPELINE_NAME} failed: EndpointConnectionError: "):
+        on_event(cfn_event("Delete", properties(), physical_id=PIPELINE_NAME))
+
+
+def test_an_upsert_whose_connection_fails_is_reported_not_taken_for_a_missing_pipeline(unreachable_sagemaker):
+    with pytest.raises(PipelineUpsertError, match=f"DescribePipeline of pipeline {PIPELINE_NAME} failed: EndpointConnectionError: "):
+        create()

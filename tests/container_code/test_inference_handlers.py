@@ -1,0 +1,152 @@
+"""inference.py's request and response handling, called as the serving toolkits call it, without
+a model: what a client sends, which texts reach the model, what comes back or which status and
+message refuse it. The served model is tested in test_inference.py."""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+
+import pytest
+
+import inference
+
+JSON, JSON_LINES = inference.JSON, inference.JSON_LINES
+
+
+def refusal(call) -> tuple[int, str]:
+    with pytest.raises(inference.BadRequest) as raised:
+        call()
+    return raised.value.status_code, str(raised.value)
+
+
+# ---------------------------------------------------------------------------- limits
+
+
+def test_exactly_the_review_limit_is_accepted_and_one_more_refused(monkeypatch):
+    monkeypatch.setenv(inference.MAX_REVIEWS_ENV, "3")
+    assert inference.input_fn(json.dumps([{"review_body": "ok"}] * 3), JSON) == ["ok"] * 3
+    assert inference.input_fn('{"review_body": "a"}\n' * 3, JSON_LINES) == ["a"] * 3
+    assert refusal(lambda: inference.input_fn(json.dumps([{"review_body": "ok"}] * 4), JSON)) == (
+        413, "4 reviews in one request; at most 3 are allowed")
+    assert refusal(lambda: inference.input_fn('{"review_body": "a"}\n' * 4, JSON_LINES))[0] == 413
+
+
+@pytest.mark.parametrize("as_bytes", [True, False], ids=["bytes", "text"])
+def test_exactly_the_payload_limit_is_accepted_and_one_byte_more_refused(monkeypatch, as_bytes):
+    body = json.dumps({"review_body": "é" * 10})  # 20 bytes of text in UTF-8, 10 characters
+    size = len(body.encode("utf-8"))
+    monkeypatch.setenv(inference.MAX_PAYLOAD_BYTES_ENV, str(size))
+    payload = body.encode("utf-8") if as_bytes else body
+    assert inference.input_fn(payload, JSON) == ["é" * 10]
+    monkeypatch.setenv(inference.MAX_PAYLOAD_BYTES_ENV, str(size - 1))
+    assert refusal(lambda: inference.input_fn(payload, JSON)) == (
+        413, f"the body has {size} bytes; at most {size - 1} are allowed")
+
+
+def test_unset_limits_are_the_documented_defaults(monkeypatch):
+    for name in (inference.MAX_PAYLOAD_BYTES_ENV, inference.MAX_REVIEWS_ENV, inference.BATCH_SIZE_ENV):
+        monkeypatch.delenv(name, raising=False)
+    assert inference.ServingLimits.from_environment() == inference.ServingLimits(1024 * 1024, 256, 32)
+    monkeypatch.setenv(inference.BATCH_SIZE_ENV, "1")
+    monkeypatch.setenv(inference.MAX_REVIEWS_ENV, " 7 ")
+    assert inference.ServingLimits.from_environment() == inference.ServingLimits(1024 * 1024, 7, 1)
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many", "2.5", ""])
+def test_a_limit_that_is_not_a_positive_integer_is_refused_by_name(monkeypatch, value):
+    monkeypatch.setenv(inference.MAX_REVIEWS_ENV, value)
+    with pytest.raises(ValueError, match=f"^{inference.MAX_REVIEWS_ENV} must be a positive integer, got {value!r}$"):
+        inference.ServingLimits.from_environment()
+
+
+# ---------------------------------------------------------------------------- requests
+
+
+def test_what_reaches_the_model_is_each_text_in_order_without_surrounding_whitespace():
+    body = json.dumps([{"review_body": "  fine \n"}, {"features": ["great"], "extra": 1}])
+    assert inference.input_fn(body, "Application/JSON; charset=utf-8") == ["fine", "great"]
+    assert inference.input_fn(b'{"review_body": "one"}', JSON) == ["one"]
+    assert inference.input_fn('{"review_body": "a"}\r\n\n  \n{"features": ["b"]}\n', JSON_LINES) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "message"),
+    [
+        ('{"review_body": "ok"}', "text/csv", 415,
+         "Content-Type 'text/csv' is not supported; use one of application/json, application/jsonlines"),
+        ('{"review_body": "ok"}', None, 415, "Content-Type None is not supported"),
+        ("[]", JSON, 400, "the request holds no reviews"),
+        ("\n \n", JSON_LINES, 400, "the request holds no reviews"),
+        ('{"review_body": "ok"}\n{oops', JSON_LINES, 400, "line 2 is not valid JSON: Expecting property name enclosed in double quotes (line 1, column 2)"),
+        ('[{"review_body": "ok"}, 3]', JSON, 400, 'item 1: expected an object like {"review_body": "text"}, got int'),
+        ('{"review_body": 5}', JSON, 400, "the body: the review text must be a string, got int"),
+        ('{"features": ["a", "b"]}', JSON, 400, 'the body: "features" must be a list of exactly one string'),
+        ('{"features": []}', JSON, 400, 'the body: "features" must be a list of exactly one string'),
+        ('{"features": "text"}', JSON, 400, 'the body: "features" must be a list of exactly one string'),
+        ('{"text": "a"}', JSON, 400, 'the body: give exactly one of "review_body" (a string) or "features" (a list of one string)'),
+        ('{"review_body": "\\ud800"}', JSON, 400, "the body: the review text holds an unpaired surrogate escape"),
+        ('{"review_body": "\\u200b"}', JSON, 400, "the body: the review text is empty"),
+        (b"\xff{}", JSON, 400, "the body is not valid UTF-8 (invalid start byte at byte 0)"),
+        (3, JSON, 400, "the body must be bytes or text, got int"),
+        ("1" * 5000, JSON, 400, "the body is not valid JSON: Exceeds the limit"),
+    ],
+)
+def test_a_refused_request_gets_its_status_and_a_message_that_says_why(body, content_type, status, message):
+    got_status, got_message = refusal(lambda: inference.input_fn(body, content_type))
+    assert got_status == status
+    assert got_message.startswith(message)
+
+
+def test_each_refusal_carries_the_status_the_pytorch_toolkit_answers():
+    for error, status in ((inference.BadRequest, 400), (inference.NotAcceptable, 406),
+                          (inference.ContentTooLarge, 413), (inference.UnsupportedMediaType, 415)):
+        raised = error("why")
+        assert (raised.status_code, raised.message, raised.phrase, str(raised)) == (status, "why", HTTPStatus(status).phrase, "why")
+
+
+# ---------------------------------------------------------------------------- responses
+
+PREDICTIONS = [{"label": "positive", "label_id": 2}, {"label": "negative", "label_id": 0}]
+
+
+@pytest.mark.parametrize(
+    ("accept", "expected"),
+    [
+        (None, JSON), ("", JSON), ("  ", JSON), ("*/*", JSON), ("application/*", JSON),
+        ("application/jsonlines", JSON_LINES), ("text/html, Application/JSONLines", JSON_LINES),
+        ("application/jsonlines;q=0.5, application/json;q=0.4", JSON_LINES),
+        ("application/json;q=0.4, application/jsonlines;q=0.5", JSON_LINES),
+        ("application/jsonlines;q=0.5, application/json;q=0.5", JSON_LINES),  # a tie: the range listed first
+        ("application/json;q=0.5, application/jsonlines;q=0.5", JSON),
+        ("application/json;q=0, */*", JSON_LINES),  # the more specific range decides, even at q=0
+        ("application/jsonlines;q=0, application/*", JSON),
+        ("application/*;q=0.2, application/jsonlines;q=0.1", JSON),  # type/subtype beats type/* for jsonlines
+        ("*/*;q=0.3, application/jsonlines;q=0.4", JSON_LINES),
+        ("application/jsonlines;q=abc, application/json;q=0.9", JSON_LINES),  # a weight that is no number counts as 1
+        ("application/jsonlines;q=2, application/json;q=0.9", JSON_LINES),  # so does one above 1
+        ("application/jsonlines;q=-1, application/json;q=0.9", JSON_LINES),  # and one below 0
+        ("application/jsonlines; Q=0.1, application/json;q=0.9", JSON),  # the parameter name is case-insensitive
+        ("application/jsonlines;level=1;q=0.1, application/json", JSON),
+    ],
+)
+def test_the_response_is_in_the_type_accept_prefers(accept, expected):
+    body = inference.output_fn(PREDICTIONS, accept)
+    if expected == JSON:
+        assert json.loads(body) == PREDICTIONS
+    else:
+        assert body == "".join(json.dumps(p) + "\n" for p in PREDICTIONS)
+
+
+@pytest.mark.parametrize("accept", ["text/csv", "application/json;q=0", "application/jsonlines;q=0, */*;q=0", "application/*;q=0"])
+def test_an_accept_that_takes_no_supported_type_is_a_406_naming_it(accept):
+    assert refusal(lambda: inference.output_fn(PREDICTIONS, accept)) == (
+        406, f"Accept {accept!r} accepts none of application/json, application/jsonlines (q=0 means not acceptable)")
+
+
+def test_a_prediction_names_the_most_probable_class():
+    assert inference._prediction([0.1, 0.7, 0.2]) == {
+        "label": "neutral", "label_id": 1, "sentiment": 0, "probability": 0.7,
+        "probabilities": {"negative": 0.1, "neutral": 0.7, "positive": 0.2}}
+    assert inference._prediction([0.5, 0.2, 0.3])["label"] == "negative"
+    assert inference._prediction([0.1, 0.2, 0.7])["sentiment"] == 1
