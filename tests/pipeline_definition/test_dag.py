@@ -64,6 +64,27 @@ def test_parameters_and_their_environment_defaults(definition, environment_name)
     assert parameters["ProcessingInstanceCount"]["DefaultValue"] == config.processing_instance_count
     assert parameters["MinAccuracy"]["DefaultValue"] == config.min_accuracy
     assert parameters["InputDataS3Uri"]["DefaultValue"] == "s3://${DataBucketName}/reviews/raw/"
+    # Every default a run gets when it overrides nothing, as StartPipelineExecution shows them.
+    assert {name: p.get("DefaultValue") for name, p in parameters.items()} == {
+        "InputDataS3Uri": "s3://${DataBucketName}/reviews/raw/",
+        "ProcessingInstanceType": config.processing_instance_type,
+        "ProcessingInstanceCount": config.processing_instance_count,
+        "TrainingInstanceType": config.training_instance_type,
+        "TrainingInstanceCount": config.training_instance_count,
+        "ModelNameOrPath": config.model_name_or_path,
+        "Epochs": config.epochs,
+        "LearningRate": config.learning_rate,
+        "TrainBatchSize": config.train_batch_size,
+        "MaxSeqLength": config.max_seq_length,
+        "BalanceDataset": "true",
+        "TrainFraction": 0.9,
+        "ValidationFraction": 0.05,
+        "TestFraction": 0.05,
+        "RandomSeed": 42,
+        "IngestIntoFeatureStore": "true",
+        "MinAccuracy": config.min_accuracy,
+    }
+    assert [p["Name"] for p in definition["Parameters"]] == list(EXPECTED_PARAMETERS)  # declaration order
 
 
 def _branches(step: dict) -> tuple[list, list]:
