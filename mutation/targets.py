@@ -43,11 +43,29 @@ TARGETS: tuple[MutationTarget, ...] = (
         # The full pipeline (test_pipeline_execution.py) takes minutes a run: too slow per mutant.
         ("tests/local_pipeline/test_executor.py",),
     ),
+    # The definition snapshot is what AWS receives: any change of a name, default or description shows.
     MutationTarget(
-        "parameters", "pipeline_definition/parameters.py", ("tests/pipeline_definition/test_dag.py",)
+        "parameters",
+        "pipeline_definition/parameters.py",
+        ("tests/pipeline_definition/test_definition_snapshots.py", "tests/pipeline_definition/test_dag.py"),
     ),
     MutationTarget(
-        "condition_step", "pipeline_definition/steps/register.py", ("tests/pipeline_definition/test_dag.py",)
+        "condition_step",
+        "pipeline_definition/steps/register.py",
+        (
+            "tests/pipeline_definition/test_definition_snapshots.py",
+            *(
+                f"tests/pipeline_definition/test_dag.py::{test}"
+                for test in (
+                    "test_steps_run_fingerprint_prepare_train_seal_evaluate_then_the_accuracy_gate",
+                    "test_property_file_path_reads_the_accuracy_evaluate_py_writes",
+                    "test_registration_declares_content_types_metrics_and_approval",
+                    "test_the_gate_holds_the_environments_floor_whatever_min_accuracy_a_run_sets",
+                    "test_each_fail_step_states_the_accuracy_and_the_threshold_it_missed",
+                    "test_an_artifact_already_in_the_registry_is_not_registered_again",
+                )
+            ),
+        ),
     ),
     MutationTarget(
         "approval_deployer",
