@@ -103,6 +103,9 @@ def prepare_workdir(target: MutationTarget) -> Path:
         # reused a session cache there (the generated definitions) pays the full cost in a
         # mutant's fresh session, so the limit gets a floor well above that cost.
         + "timeout_constant = 60\n"
+        # Log calls are not mutated: their wording is for people. What a log line must carry
+        # (an outcome, a deletion) is computed outside the call, where it is mutated and tested.
+        + "do_not_mutate_patterns =\n    ^\\s*(LOGGER|LOG)\\.(debug|info|warning|error|exception|critical)\\(\n"
     )
     return workdir
 

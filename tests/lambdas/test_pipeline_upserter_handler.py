@@ -472,3 +472,66 @@ def test_a_delete_whose_connection_fails_is_reported_not_taken_for_success(unrea
 def test_an_upsert_whose_connection_fails_is_reported_not_taken_for_a_missing_pipeline(unreachable_sagemaker):
     with pytest.raises(PipelineUpsertError, match=f"DescribePipeline of pipeline {PIPELINE_NAME} failed: EndpointConnectionError: "):
         create()
+
+
+# -- What a delete reports and sends ------------------------------------------------------------------
+
+
+def test_a_delete_says_whether_it_deleted_or_found_the_pipeline_gone(proxy, sagemaker, caplog):
+    create()
+    with caplog.at_level(logging.INFO, logger=handler.LOGGER.name):
+        on_event(cfn_event("Delete", properties(), physical_id=PIPELINE_NAME))
+        on_event(cfn_event("Delete", properties(), physical_id=PIPELINE_NAME))
+    lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("delete: pipeline")]
+    assert lines == [f"delete: pipeline {PIPELINE_NAME} deleted", f"delete: pipeline {PIPELINE_NAME} was already gone"]
+
+
+def test_a_delete_sends_the_idempotency_token_of_its_request(proxy, sagemaker):
+    create()
+    event = cfn_event("Delete", properties(), physical_id=PIPELINE_NAME, request_id="aaaaaaaa-2222-3333-4444-555555555555")
+    on_event(event)
+    on_event(cfn_event("Delete", properties(), physical_id=PIPELINE_NAME, request_id="bbbbbbbb-2222-3333-4444-555555555555"))
+
+    tokens = [call.json_body()["ClientRequestToken"] for call in proxy.calls if call.operation == "DeletePipeline"]
+    assert tokens[0] == handler.request_token(event["RequestId"], "DeletePipeline", PIPELINE_NAME)
+    assert len(tokens) == 2 and tokens[0] != tokens[1]
+
+
+def test_a_delete_without_a_request_id_fails_before_any_call(proxy):
+    event = cfn_event("Delete", properties(), physical_id=PIPELINE_NAME)
+    del event["RequestId"]
+    with pytest.raises(PipelineUpsertError, match="the event has no RequestId to derive an idempotency token from"):
+        on_event(event)
+    assert proxy.calls == []
+
+
+def test_a_delete_with_no_physical_id_or_a_retained_pipeline_answers_its_id_and_calls_nothing(proxy):
+    event = cfn_event("Delete", properties())
+    assert on_event(event) == {"PhysicalResourceId": ""}
+    retained = on_event(cfn_event("Delete", properties(RetainOnDelete="true"), physical_id=PIPELINE_NAME))
+    assert retained == {"PhysicalResourceId": PIPELINE_NAME}
+    assert proxy.calls == []
+
+
+def test_a_failed_delete_names_the_pipeline(proxy, sagemaker):
+    proxy.inject("DeletePipeline", error_code="AccessDeniedException", message="no")
+    with pytest.raises(PipelineUpsertError) as raised:
+        on_event(cfn_event("Delete", properties(), physical_id=PIPELINE_NAME))
+    assert str(raised.value) == f"DeletePipeline of pipeline {PIPELINE_NAME} failed: AccessDeniedException: no"
+
+
+@pytest.mark.parametrize(
+    ("operation", "tags"),
+    [
+        ("ListTags", [{"Key": "project", "Value": "review-classifier"}]),
+        ("AddTags", [{"Key": "owner", "Value": "ml-team"}, {"Key": "project", "Value": "review-classifier"},
+                     {"Key": "environment", "Value": "test"}]),
+        ("DeleteTags", [{"Key": "project", "Value": "review-classifier"}]),
+    ],
+)
+def test_a_failing_tag_call_fails_the_update_naming_the_call_and_the_pipeline(proxy, sagemaker, operation, tags):
+    create()
+    proxy.inject(operation, error_code="AccessDeniedException", message="not allowed")
+    with pytest.raises(PipelineUpsertError) as raised:
+        on_event(cfn_event("Update", properties(Tags=tags), physical_id=PIPELINE_NAME))
+    assert str(raised.value) == f"{operation} of pipeline {PIPELINE_NAME} failed: AccessDeniedException: not allowed"
