@@ -150,3 +150,47 @@ def test_a_prediction_names_the_most_probable_class():
         "probabilities": {"negative": 0.1, "neutral": 0.7, "positive": 0.2}}
     assert inference._prediction([0.5, 0.2, 0.3])["label"] == "negative"
     assert inference._prediction([0.1, 0.2, 0.7])["sentiment"] == 1
+
+
+# ---------------------------------------------------------------------------- a model (random tiny RoBERTa)
+
+
+@pytest.fixture(scope="module")
+def tiny_artifact(tmp_path_factory):
+    from support.local_endpoint import build_tiny_artifact
+
+    return build_tiny_artifact(tmp_path_factory.mktemp("tiny-artifact"), max_seq_length=16)
+
+
+def test_the_model_loads_with_its_artifacts_sequence_length_and_the_environments_limits(tiny_artifact, monkeypatch):
+    monkeypatch.setenv(inference.BATCH_SIZE_ENV, "2")
+    classifier = inference.model_fn(str(tiny_artifact))
+    assert classifier.settings.max_seq_length == 16
+    assert classifier.limits == inference.ServingLimits(batch_size=2)
+
+
+def test_a_bad_limit_fails_the_model_loading_with_the_variable_named(tiny_artifact, monkeypatch):
+    monkeypatch.setenv(inference.MAX_PAYLOAD_BYTES_ENV, "big")
+    with pytest.raises(ValueError, match=f"^the model is not loaded: {inference.MAX_PAYLOAD_BYTES_ENV} must be a positive integer, got 'big'$"):
+        inference.model_fn(str(tiny_artifact))
+
+
+def test_predictions_come_back_in_request_order_whatever_the_batching(tiny_artifact, monkeypatch):
+    texts = ["great", "a much longer review about a product that broke after two days", "ok", "bad bad bad", "fine"]
+    monkeypatch.setenv(inference.BATCH_SIZE_ENV, "32")
+    together = inference.predict_fn(texts, inference.model_fn(str(tiny_artifact)))
+    monkeypatch.setenv(inference.BATCH_SIZE_ENV, "2")
+    in_pairs = inference.predict_fn(texts, inference.model_fn(str(tiny_artifact)))
+    alone = [inference.predict_fn([text], inference.model_fn(str(tiny_artifact)))[0] for text in texts]
+
+    assert len(together) == len(in_pairs) == len(texts)
+    for batched, paired, single in zip(together, in_pairs, alone):
+        assert list(batched["probabilities"]) == ["negative", "neutral", "positive"]
+        assert sum(batched["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        for other in (paired, single):
+            assert batched["label"] == other["label"]
+            assert list(batched["probabilities"].values()) == pytest.approx(list(other["probabilities"].values()), abs=1e-5)
+    # A text longer than max_seq_length tokens is truncated, not refused, and scores as its prefix.
+    long_text = " ".join(["great"] * 200)
+    assert inference.predict_fn([long_text], inference.model_fn(str(tiny_artifact)))[0]["probabilities"] == pytest.approx(
+        inference.predict_fn([" ".join(["great"] * 60)], inference.model_fn(str(tiny_artifact)))[0]["probabilities"], abs=1e-5)
