@@ -194,3 +194,34 @@ def test_predictions_come_back_in_request_order_whatever_the_batching(tiny_artif
     long_text = " ".join(["great"] * 200)
     assert inference.predict_fn([long_text], inference.model_fn(str(tiny_artifact)))[0]["probabilities"] == pytest.approx(
         inference.predict_fn([" ".join(["great"] * 60)], inference.model_fn(str(tiny_artifact)))[0]["probabilities"], abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "accept", "status", "type_", "message"),
+    [
+        ('{"review_body": "ok"}', "text/csv", None, 415, "UnsupportedMediaType", "Content-Type 'text/csv' is not supported"),
+        ('{"review_body": "ok"}', JSON, "text/html", 406, "NotAcceptable", "Accept 'text/html' accepts none of"),
+        (b"\xff{}", JSON, None, 400, "BadRequest", "the body is not valid UTF-8 (invalid start byte at byte 0)"),
+        ("[]", JSON, None, 400, "BadRequest", "the request holds no reviews"),
+    ],
+)
+def test_under_the_pytorch_toolkit_a_refusal_keeps_its_status_and_says_why_without_traceback(
+    tiny_artifact, body, content_type, accept, status, type_, message
+):
+    from support.pytorch_toolkit import PyTorchToolkitEndpoint
+
+    response = PyTorchToolkitEndpoint(tiny_artifact).invoke(body, content_type, accept)
+    assert (response.status, response.content_type) == (status, JSON)
+    answer = response.json()
+    assert (answer["code"], answer["type"]) == (status, type_)
+    assert answer["message"].startswith(message)
+    assert "Traceback" not in response.body and ".py" not in response.body
+
+
+def test_under_the_pytorch_toolkit_a_good_request_is_answered_in_the_accepted_type(tiny_artifact):
+    from support.pytorch_toolkit import PyTorchToolkitEndpoint
+
+    response = PyTorchToolkitEndpoint(tiny_artifact).invoke('{"review_body": "fine"}\n{"review_body": "bad"}', JSON_LINES, JSON_LINES)
+    assert (response.status, response.content_type) == (200, JSON_LINES)
+    assert [set(json.loads(line)) for line in response.body.splitlines()] == [
+        {"label", "label_id", "sentiment", "probability", "probabilities"}] * 2
