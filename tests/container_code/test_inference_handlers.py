@@ -63,6 +63,16 @@ def test_a_limit_that_is_not_a_positive_integer_is_refused_by_name(monkeypatch, 
 # ---------------------------------------------------------------------------- requests
 
 
+def test_content_type_parameters_are_ignored_however_many():
+    assert inference.input_fn('{"review_body": "ok"}', "application/json; charset=utf-8; profile=x") == ["ok"]
+
+
+def test_an_invisible_review_is_refused_with_the_whole_explanation():
+    assert refusal(lambda: inference.input_fn('[{"review_body": "ok"}, {"review_body": "\\u200b"}]', JSON)) == (
+        400, "item 1: the review text is empty: nothing in it is visible (only whitespace, control "
+             "or format characters such as NUL or U+200B ZERO WIDTH SPACE)")
+
+
 def test_what_reaches_the_model_is_each_text_in_order_without_surrounding_whitespace():
     body = json.dumps([{"review_body": "  fine \n"}, {"features": ["great"], "extra": 1}])
     assert inference.input_fn(body, "Application/JSON; charset=utf-8") == ["fine", "great"]
@@ -128,6 +138,11 @@ PREDICTIONS = [{"label": "positive", "label_id": 2}, {"label": "negative", "labe
         ("application/jsonlines;q=-1, application/json;q=0.9", JSON_LINES),  # and one below 0
         ("application/jsonlines; Q=0.1, application/json;q=0.9", JSON),  # the parameter name is case-insensitive
         ("application/jsonlines;level=1;q=0.1, application/json", JSON),
+        ("application/jsonlines;q=x;q=0.1, application/json;q=0.5", JSON),  # a bad weight does not hide a later one
+        ("application/jsonlines, application/json;q=1.5", JSON_LINES),  # 1.5 counts as 1: a tie, the first listed wins
+        ("application/jsonlines;q=1, application/json", JSON_LINES),  # no q is q=1, not more
+        ("application/*;q=0.1, application/json;q=0", JSON_LINES),  # the exact range decides for json, even listed later
+        ("*/*, application/*;q=0, application/jsonlines", JSON_LINES),  # type/* decides before */*
     ],
 )
 def test_the_response_is_in_the_type_accept_prefers(accept, expected):
