@@ -535,3 +535,24 @@ def test_a_failing_tag_call_fails_the_update_naming_the_call_and_the_pipeline(pr
     with pytest.raises(PipelineUpsertError) as raised:
         on_event(cfn_event("Update", properties(Tags=tags), physical_id=PIPELINE_NAME))
     assert str(raised.value) == f"{operation} of pipeline {PIPELINE_NAME} failed: AccessDeniedException: not allowed"
+
+
+# -- What counts as a difference from the deployed pipeline ---------------------------------------
+
+
+def test_a_deployed_definition_that_is_not_json_is_replaced(proxy, sagemaker):
+    sagemaker.create_pipeline(PipelineName=PIPELINE_NAME, PipelineDefinition="{not json", RoleArn=ROLE_ARN,
+                              PipelineDescription="Trains the review classifier")
+    response = on_event(cfn_event("Update", properties(Tags=[]), physical_id=PIPELINE_NAME))
+    assert response["Data"]["Changed"] == "true"
+    assert proxy.count("UpdatePipeline") == 1
+    assert json.loads(sagemaker.describe_pipeline(PipelineName=PIPELINE_NAME)["PipelineDefinition"]) == json.loads(definition())
+
+
+def test_no_description_deployed_equals_an_empty_one(proxy, sagemaker):
+    sagemaker.create_pipeline(PipelineName=PIPELINE_NAME, PipelineDefinition=definition(), RoleArn=ROLE_ARN,
+                              Tags=[{"Key": "flag", "Value": ""}])
+    response = on_event(cfn_event("Update", properties(Description="", Tags=[{"Key": "flag", "Value": ""}]),
+                                  physical_id=PIPELINE_NAME))
+    assert response["Data"]["Changed"] == "false"
+    assert proxy.count("UpdatePipeline") == proxy.count("AddTags") == proxy.count("DeleteTags") == 0
