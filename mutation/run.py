@@ -126,7 +126,8 @@ def mutant_diff(workdir: Path, name: str) -> str:
 def run_target(target: MutationTarget, jobs: int) -> tuple[float, bool]:
     workdir = prepare_workdir(target)
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    print(f"== {target.name}: {target.module} against {', '.join(target.tests)}", flush=True)
+    files = sorted({test.split("::")[0] for test in target.tests})
+    print(f"== {target.name}: {target.module} against {', '.join(files)}", flush=True)
     completed = subprocess.run(
         [sys.executable, "-m", "mutmut", "run", "--max-children", str(jobs)],
         cwd=workdir, env=env, capture_output=True, text=True,
