@@ -143,7 +143,7 @@ test-parity: setup-parity data ## container_code's tests in each image's parity 
 # Mutation testing (docs/testing.md): each module of mutation/targets.py is mutated against its
 # own test files; TARGETS="reviews config" runs some. Not part of `make test`: it takes minutes.
 TARGETS ?=
-mutation: setup-dev data ## mutation testing of the modules that decide things: a score per module, the survivors
+mutation: setup-dev ## mutation testing of the modules that decide things: a score per module, the survivors
 	$(PYTHON) -m mutation.run $(TARGETS)
 
 clean: ## remove generated files (keeps the virtual env)
