@@ -65,6 +65,7 @@ TARGETS: tuple[MutationTarget, ...] = (
                     "test_the_gate_holds_the_environments_floor_whatever_min_accuracy_a_run_sets",
                     "test_each_fail_step_states_the_accuracy_and_the_threshold_it_missed",
                     "test_an_artifact_already_in_the_registry_is_not_registered_again",
+                    "test_a_dev_environment_that_registers_approved_versions_gets_that_status_in_its_definition",
                 )
             ),
         ),

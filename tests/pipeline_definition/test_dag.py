@@ -377,6 +377,18 @@ def test_registration_declares_content_types_metrics_and_approval(definition, en
     assert create["PrimaryContainer"]["Image"] == spec["Containers"][0]["Image"]
 
 
+def test_a_dev_environment_that_registers_approved_versions_gets_that_status_in_its_definition():
+    # Every configured environment registers PendingManualApproval, the SDK's own default: only
+    # another status shows that the environment's one is what the definition carries.
+    from pipeline_definition import PipelineDefinitionSettings, definition_json
+    from stacks.config import load_environment
+
+    config = load_environment("dev")
+    approving = config.model_copy(update={"pipeline": config.pipeline.model_copy(update={"model_approval_status": "Approved"})})
+    approved = json.loads(definition_json(PipelineDefinitionSettings.from_environment(approving)))
+    assert step_named(approved, "Register-RegisterModel")["Arguments"]["ModelApprovalStatus"] == "Approved"
+
+
 def _accuracy(value) -> bool:
     return isinstance(value, dict) and value.get("Std:JsonGet", {}).get("Path") == evaluate.ACCURACY_JSON_PATH
 
