@@ -13,6 +13,8 @@ applied before the one synthesis; asset staging goes to a temporary outdir):
 - `stack_key`: a test that asks for it is parametrized over every (env, component) pair,
   with ids like `dev-pipeline`, so `-k pipeline` or `-k dev-serving` selects one stack.
 - `environment_name`: a test that asks for it is parametrized over the environments in cdk.json.
+- `local_time_zone`: a test that asks for it runs twice, the process in UTC and in a non-UTC zone
+  (America/St_Johns), so that nothing passes only because the machine runs in UTC.
 - `stack_template(stack_key)`, `stack_template_json(stack_key)`: shortcuts for that pair.
 
 Components are "foundation", "pipeline" and "serving"; environments are cdk.json's.
