@@ -416,7 +416,7 @@ def test_logs_say_what_happened_without_the_definition(proxy, caplog):
         on_event(cfn_event("Update", properties(), physical_id=PIPELINE_NAME))
 
     text = "\n".join(record.getMessage() for record in caplog.records)
-    assert f"upsert of pipeline {PIPELINE_NAME} done: created=True" in text
+    assert f"upsert of pipeline {PIPELINE_NAME} done: created=True pipeline_updated=False tags_updated=False" in text
     assert f"upsert of pipeline {PIPELINE_NAME} done: created=False pipeline_updated=False tags_updated=False" in text
     assert DEFINITION_MARKER not in text
 
@@ -500,7 +500,7 @@ def test_a_delete_sends_the_idempotency_token_of_its_request(proxy, sagemaker):
 def test_a_delete_without_a_request_id_fails_before_any_call(proxy):
     event = cfn_event("Delete", properties(), physical_id=PIPELINE_NAME)
     del event["RequestId"]
-    with pytest.raises(PipelineUpsertError, match="the event has no RequestId to derive an idempotency token from"):
+    with pytest.raises(PipelineUpsertError, match="^the event has no RequestId to derive an idempotency token from$"):
         on_event(event)
     assert proxy.calls == []
 
@@ -556,3 +556,19 @@ def test_no_description_deployed_equals_an_empty_one(proxy, sagemaker):
                                   physical_id=PIPELINE_NAME))
     assert response["Data"]["Changed"] == "false"
     assert proxy.count("UpdatePipeline") == proxy.count("AddTags") == proxy.count("DeleteTags") == 0
+
+
+def test_a_failing_execution_start_is_reported_with_its_operation(proxy, sagemaker):
+    proxy.inject("StartPipelineExecution", error_code="ResourceLimitExceeded", message="too many executions")
+    with pytest.raises(PipelineUpsertError) as raised:
+        on_event(cfn_event("Create", properties(StartExecution="true")))
+    assert str(raised.value) == (
+        f"StartPipelineExecution of pipeline {PIPELINE_NAME} failed: ResourceLimitExceeded: too many executions")
+
+
+def test_an_error_naming_the_pipeline_is_not_taken_for_a_missing_one_unless_it_says_so(proxy, sagemaker):
+    proxy.inject("DescribePipeline", error_code="ValidationException",
+                 message=f"Role of pipeline {PIPELINE_NAME} cannot be assumed")
+    with pytest.raises(PipelineUpsertError, match="DescribePipeline .*ValidationException: Role of pipeline"):
+        create()
+    assert proxy.count("CreatePipeline") == 0
