@@ -572,3 +572,46 @@ def test_an_error_naming_the_pipeline_is_not_taken_for_a_missing_one_unless_it_s
     with pytest.raises(PipelineUpsertError, match="DescribePipeline .*ValidationException: Role of pipeline"):
         create()
     assert proxy.count("CreatePipeline") == 0
+
+
+# -- Optional properties, the response, a rename ------------------------------------------------------
+
+
+def test_optional_properties_left_out_mean_no_tags_no_retention_and_no_execution(proxy, sagemaker):
+    props = properties(Tags="")
+    del props["RetainOnDelete"], props["StartExecution"]
+    response = on_event(cfn_event("Create", props))
+    assert response["Data"] == {"PipelineArn": response["Data"]["PipelineArn"], "PipelineName": PIPELINE_NAME,
+                                "Changed": "true", "ExecutionArn": ""}
+    assert tags_of(sagemaker, response["Data"]["PipelineArn"]) == {}
+    on_event(cfn_event("Delete", props, physical_id=PIPELINE_NAME))
+    assert pipeline_names(sagemaker) == []
+
+
+def test_a_tag_without_a_value_gets_an_empty_one(proxy, sagemaker):
+    arn = create(properties(Tags=[{"Key": "flag"}]))["Data"]["PipelineArn"]
+    assert tags_of(sagemaker, arn) == {"flag": ""}
+
+
+def test_tags_that_are_not_a_list_are_refused_by_name(proxy):
+    with pytest.raises(PipelineUpsertError, match=r"^resource property Tags must be a list of \{Key, Value\} objects$"):
+        create(properties(Tags={"Key": "a", "Value": "b"}))
+    assert proxy.calls == []
+
+
+def test_an_upsert_without_a_request_id_creates_nothing(proxy):
+    event = cfn_event("Create", properties())
+    del event["RequestId"]
+    with pytest.raises(PipelineUpsertError, match="^the event has no RequestId to derive an idempotency token from$"):
+        on_event(event)
+    assert proxy.operations() == ["DescribePipeline"]
+
+
+def test_a_rename_is_logged_only_when_an_update_changes_the_name(proxy, caplog):
+    renamed = properties(PipelineName="review-classifier-test-training-v2")
+    with caplog.at_level(logging.INFO, logger=handler.LOGGER.name):
+        on_event(cfn_event("Create", properties(), physical_id="something-else"))
+        on_event(cfn_event("Update", properties(), physical_id=PIPELINE_NAME))
+        on_event(cfn_event("Update", renamed, physical_id=PIPELINE_NAME))
+    renames = [record.getMessage() for record in caplog.records if "renamed" in record.getMessage()]
+    assert renames == [f"pipeline renamed from {PIPELINE_NAME} to review-classifier-test-training-v2: upserting the new one"]
