@@ -57,6 +57,7 @@ def _mutmut_source_path(target: MutationTarget) -> str:
 
 
 def prepare_workdir(target: MutationTarget) -> Path:
+    # A fresh folder each run: run one `make mutation` of a target at a time.
     workdir = WORK_ROOT / target.name
     shutil.rmtree(workdir, ignore_errors=True)
     mutants = workdir / "mutants"
