@@ -615,3 +615,12 @@ def test_a_rename_is_logged_only_when_an_update_changes_the_name(proxy, caplog):
         on_event(cfn_event("Update", renamed, physical_id=PIPELINE_NAME))
     renames = [record.getMessage() for record in caplog.records if "renamed" in record.getMessage()]
     assert renames == [f"pipeline renamed from {PIPELINE_NAME} to review-classifier-test-training-v2: upserting the new one"]
+
+
+def test_tags_are_read_over_every_page_of_list_tags(proxy, sagemaker):
+    many = [{"Key": f"k{index:02d}", "Value": str(index)} for index in range(60)]
+    sagemaker.create_pipeline(PipelineName=PIPELINE_NAME, PipelineDefinition=definition(), RoleArn=ROLE_ARN,
+                              PipelineDescription="Trains the review classifier", Tags=many)
+    response = on_event(cfn_event("Update", properties(Tags=many), physical_id=PIPELINE_NAME))
+    assert proxy.count("ListTags") >= 2  # more than one page was read
+    assert (response["Data"]["Changed"], proxy.count("AddTags"), proxy.count("DeleteTags")) == ("false", 0, 0)
