@@ -100,6 +100,7 @@ def prepare_workdir(target: MutationTarget) -> Path:
         + "pytest_add_cli_args_test_selection =\n"
         + "".join(f"    {test}\n" for test in tests)
         + "use_git_change_detection = false\n"
+        + ("" if target.fork_safe else "process_isolation = forkserver\n")
         # mutmut limits each mutant's CPU time from the stats run's test durations; a test that
         # reused a session cache there (the generated definitions) pays the full cost in a
         # mutant's fresh session, so the limit gets a floor well above that cost.
