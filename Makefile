@@ -25,7 +25,7 @@ CDK := npx --no-install cdk
 CHECKOV_VENV := .venv-checkov
 ENV ?=
 
-.PHONY: help all setup setup-ml setup-dev setup-checkov setup-parity data synth checkov diff deploy demo demo-small test test-parity bench clean
+.PHONY: help all setup setup-ml setup-dev setup-checkov setup-parity data synth checkov diff deploy demo demo-small test test-parity mutation bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -130,13 +130,21 @@ test: setup-dev setup-checkov setup-parity data ## run the whole test suite, the
 # env's model is trained in the training env, as the pipeline does it.
 PARITY_NEEDS_CDK_VENV  := test_fingerprint_input.py test_seal_model.py test_network_isolation.py
 PARITY_TESTS_training  := tests/container_code --ignore=tests/container_code/test_inference.py \
+  --ignore=tests/container_code/test_inference_handlers.py \
   $(foreach test,$(PARITY_NEEDS_CDK_VENV),--ignore=tests/container_code/$(test))
-PARITY_TESTS_inference := tests/container_code/test_inference.py tests/container_code/test_tiny_roberta.py
+PARITY_TESTS_inference := tests/container_code/test_inference.py tests/container_code/test_inference_handlers.py \
+  tests/container_code/test_tiny_roberta.py
 
 test-parity: setup-parity data ## container_code's tests in each image's parity env
 	PARITY_IMAGE=training $(PARITY)/training/bin/python -m pytest $(PARITY_TESTS_training)
 	PARITY_IMAGE=inference TRAINING_JOB_PYTHON=$(abspath $(PARITY))/training/bin/python \
 	  $(PARITY)/inference/bin/python -m pytest $(PARITY_TESTS_inference)
+
+# Mutation testing (docs/testing.md): each module of mutation/targets.py is mutated against its
+# own test files; TARGETS="reviews config" runs some. Not part of `make test`: it takes minutes.
+TARGETS ?=
+mutation: setup-dev ## mutation testing of the modules that decide things: a score per module, the survivors
+	$(PYTHON) -m mutation.run $(TARGETS)
 
 clean: ## remove generated files (keeps the virtual env)
 	rm -rf cdk.out build .pytest_cache

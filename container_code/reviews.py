@@ -240,7 +240,8 @@ def parse_event_time(text: str) -> str | None:
     if not text:
         return None
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        # Python 3.11+ (both images run 3.12) reads a trailing "Z" as UTC itself.
+        moment = datetime.fromisoformat(text)
     except ValueError:
         return None
     return format_event_time(moment)

@@ -14,6 +14,8 @@ applied before the one synthesis; asset staging goes to a temporary outdir):
   with ids like `dev-pipeline`, so `-k pipeline` or `-k dev-serving` selects one stack.
 - `environment_name`: a test that asks for it is parametrized over the environments in cdk.json;
   `training_environment_name` over those that train (have a pipeline stack).
+- `local_time_zone`: a test that asks for it runs twice, the process in UTC and in a non-UTC zone
+  (America/St_Johns), so that nothing passes only because the machine runs in UTC.
 - `stack_template(stack_key)`, `stack_template_json(stack_key)`: shortcuts for that pair.
 
 Components are "foundation", "pipeline" and "serving"; environments are cdk.json's.
@@ -24,6 +26,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +66,25 @@ def offline_aws_environment():
     yield
     os.environ.clear()
     os.environ.update(saved)
+
+
+# A zone far from UTC with a half-hour offset and daylight saving time: a test that passes only
+# because the machine runs in UTC fails under it.
+NON_UTC_ZONE = "America/St_Johns"
+
+
+@pytest.fixture(params=["UTC", NON_UTC_ZONE])
+def local_time_zone(request):
+    """Runs the test once with the process in UTC and once in a non-UTC zone (TZ + tzset)."""
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = request.param
+    time.tzset()
+    yield request.param
+    if saved is None:
+        os.environ.pop("TZ", None)
+    else:
+        os.environ["TZ"] = saved
+    time.tzset()
 
 
 @pytest.fixture(scope="session")

@@ -198,3 +198,28 @@ def test_every_environment_states_its_approval_status():
     with pytest.raises(ConfigError, match=r"environments\.prod\.pipeline\.model_approval_status: Field required"):
         parse_environments(environments)
     assert {config.pipeline.model_approval_status for config in parse_environments(raw_environments())} == {"PendingManualApproval"}
+
+
+@pytest.mark.parametrize("value", [{}, ["dev"], "dev"])
+def test_an_empty_or_non_object_environments_value_is_reported(value):
+    with pytest.raises(ConfigError, match=r"^context key 'environments' must be a non-empty object in cdk.json$"):
+        parse_environments(value)
+
+
+def test_every_problem_of_an_environment_is_listed_one_per_line():
+    environments = raw_environments()
+    environments["dev"]["pipeline"]["min_accuracy"] = 1.5
+    environments["dev"]["log_retention_days"] = 10
+    with pytest.raises(ConfigError) as error:
+        parse_environments(environments)
+    lines = str(error.value).splitlines()
+    assert lines[0] == "invalid configuration for environment 'dev':"
+    assert sorted(line.split(":")[0] for line in lines[1:]) == [
+        "  environments.dev.log_retention_days", "  environments.dev.pipeline.min_accuracy"]
+
+
+def test_an_environment_that_is_not_an_object_says_what_it_is():
+    environments = raw_environments()
+    environments["prod"] = ["not", "an", "object"]
+    with pytest.raises(ConfigError, match=r"^environments\.prod: expected an object, got list$"):
+        parse_environments(environments)

@@ -95,7 +95,7 @@ def test_parse_star_rating(raw, expected):
         ("", None), (None, None), ("31/08/2015", None), ("yesterday", None),
     ],
 )
-def test_parse_review_date(raw, expected):
+def test_parse_review_date(raw, expected, local_time_zone):
     assert prepare.parse_review_date(raw) == expected
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -179,3 +183,163 @@ def test_the_character_cap_keeps_head_and_tail_too():
     assert reviews.TokenizationSettings(8, "head").capped(text) == "a" * 256
     with pytest.raises(ValueError, match="truncation must be one of"):
         reviews.TokenizationSettings(8, "middle")
+
+
+def test_a_batch_of_short_texts_is_still_padded_to_max_seq_length():
+    # What prepare stores: every record has exactly max_seq_length input_ids, whatever the batch.
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_tokenizer_dir()))
+    input_ids = reviews.encode_input_ids(tokenizer, ["great", "bad"], reviews.TokenizationSettings(max_seq_length=12))
+    assert [len(ids) for ids in input_ids] == [12, 12]
+
+
+def test_serving_pads_a_batch_to_its_longest_text_and_asks_for_the_attention_mask():
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(minilm_tokenizer_dir()))
+    settings = reviews.TokenizationSettings(max_seq_length=12)
+    long_text = "the battery died after two days and support never answered my emails at all"
+    batch = tokenizer(["great", "great product"], **settings.tokenizer_kwargs(pad_to_max_length=False))
+    assert [len(ids) for ids in batch["input_ids"]] == [4, 4]  # [CLS] great product [SEP]
+    assert batch["input_ids"][0][0] == tokenizer.cls_token_id and batch["input_ids"][0][2] == tokenizer.sep_token_id
+    assert batch["attention_mask"] == [[1, 1, 1, 0], [1, 1, 1, 1]]
+    truncated = tokenizer([long_text], **settings.tokenizer_kwargs(pad_to_max_length=False))
+    assert len(truncated["input_ids"][0]) == 12
+
+
+@pytest.mark.parametrize("label_id", [-1, 3, "1"])
+def test_an_unknown_label_id_is_refused_with_the_known_ones(label_id):
+    with pytest.raises(ValueError, match=r"label_id must be one of \[0, 1, 2\]"):
+        reviews.label_id_to_sentiment(label_id)
+
+
+def test_star_rating_errors_say_what_was_expected():
+    with pytest.raises(ValueError, match="between 1 and 5, got 6"):
+        reviews.star_rating_to_sentiment(6)
+    with pytest.raises(TypeError, match="must be an int, got '3'"):
+        reviews.star_rating_to_sentiment("3")
+
+
+def test_a_bad_boolean_job_argument_is_a_usage_error_that_names_it():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--flag", type=reviews.bool_argument)
+    assert parser.parse_args(["--flag", "TRUE"]).flag is True
+    assert parser.parse_args(["--flag", "no"]).flag is False
+    with pytest.raises(argparse.ArgumentTypeError, match="expected true or false, got 'maybe'"):
+        reviews.bool_argument("maybe")
+
+
+# ---------------------------------------------------------------------------- event time
+
+
+def test_event_time_is_utc_whatever_the_machine_zone(local_time_zone):
+    # A naive datetime is UTC already; an aware one is converted, not relabelled.
+    assert reviews.format_event_time(datetime(2015, 8, 31)) == "2015-08-31T00:00:00Z"
+    assert reviews.format_event_time(datetime(2015, 8, 31, 23, 59, 59)) == "2015-08-31T23:59:59Z"
+    assert reviews.format_event_time(datetime(2024, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=-5)))) == "2024-01-01T05:30:00Z"
+
+
+@pytest.mark.parametrize(
+    ("text", "event_time"),
+    [
+        ("2015-08-31", "2015-08-31T00:00:00Z"),
+        ("  2015-08-31T10:00:00  ", "2015-08-31T10:00:00Z"),
+        ("2015-08-31T10:00:00Z", "2015-08-31T10:00:00Z"),
+        ("2015-08-31T10:00:00+02:00", "2015-08-31T08:00:00Z"),
+        ("2015-08-31T22:00:00-03:30", "2015-09-01T01:30:00Z"),
+    ],
+)
+def test_a_review_date_becomes_a_utc_event_time(local_time_zone, text, event_time):
+    assert reviews.parse_event_time(text) == event_time
+
+
+@pytest.mark.parametrize("text", ["", "   ", None, "yesterday", "2015-13-01", "31/08/2015"])
+def test_what_is_not_a_date_has_no_event_time(text):
+    assert reviews.parse_event_time(text) is None
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def test_the_exit_message_is_one_utf8_line_of_at_most_1_kb(tmp_path):
+    message_file = tmp_path / "opt" / "ml" / "output" / "message"
+    reviews.write_exit_message(message_file, "no reviews\n\tin  s3://bucket/raw/ \ud800")
+    assert message_file.read_bytes() == b"no reviews in s3://bucket/raw/ ?\n"
+
+    reviews.write_exit_message(message_file, "é" * 2000)  # 2 bytes each: the cut falls inside one
+    data = message_file.read_bytes()
+    assert len(data) <= reviews.EXIT_MESSAGE_MAX_BYTES and data.endswith(b"\n")
+    assert data.decode("utf-8") == "é" * 511 + "\n"
+
+    reviews.write_exit_message(message_file, "x" * 2000)
+    assert message_file.read_bytes() == b"x" * 1023 + b"\n"
+
+
+def test_records_written_as_json_lines_read_back_the_same(tmp_path):
+    records = [{"review_id": "r1", "review_body": "Très bien 👍", "input_ids": [0, 5, 2]}, {"b": 1, "a": None}]
+    path = tmp_path / "prepared" / "train" / "part.jsonl"
+    assert reviews.write_jsonl(path, records) == 2
+    text = path.read_text(encoding="utf-8")
+    assert text.splitlines()[1] == '{"a": null, "b": 1}'  # sorted keys, one record a line
+    assert "Très bien 👍" in text  # written as UTF-8, not escaped
+    assert list(reviews.read_jsonl(path)) == records
+    assert reviews.write_jsonl(tmp_path / "empty.jsonl", []) == 0
+    assert (tmp_path / "empty.jsonl").read_bytes() == b""
+
+
+def test_reading_json_lines_skips_blank_lines_and_names_the_bad_one(tmp_path):
+    path = tmp_path / "split.jsonl"
+    path.write_bytes('{"a": "é"}\n\n  \n{"b": 2}\nnot json\n'.encode("utf-8"))
+    lines = reviews.read_jsonl(path)
+    assert next(lines) == {"a": "é"} and next(lines) == {"b": 2}
+    with pytest.raises(ValueError, match=r"split\.jsonl:5: not valid JSON"):
+        next(lines)
+
+
+def test_split_files_are_the_jsonl_files_below_a_split_in_a_stable_order(tmp_path):
+    for relative in ("host-2/part.jsonl", "host-1/b.jsonl", "host-1/a.jsonl", "host-1/notes.txt", "a.jsonl/x.txt"):
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text("{}\n")
+    found = reviews.split_files(tmp_path)
+    assert found == [tmp_path / "host-1/a.jsonl", tmp_path / "host-1/b.jsonl", tmp_path / "host-2/part.jsonl"]
+    assert reviews.split_files(str(tmp_path)) == found
+
+
+@pytest.mark.parametrize(
+    ("value", "line"),
+    [
+        (0.5, "[metric] validation_accuracy=0.500000 epoch=2 step=40"),
+        (1 / 3, "[metric] validation_accuracy=0.333333 epoch=2 step=40"),
+        (float("nan"), "[metric] validation_accuracy=nan epoch=2 step=40"),
+        (float("inf"), "[metric] validation_accuracy=nan epoch=2 step=40"),
+    ],
+)
+def test_a_metric_line_is_what_the_metric_definitions_parse(value, line):
+    assert reviews.format_metric_line("validation_accuracy", value, epoch=2, step=40) == line
+
+
+LOCALE_CHECK = """
+import pathlib, sys
+import reviews
+out = pathlib.Path(sys.argv[1])
+record = {"review_body": "caf\\u00e9 \\U0001f44d"}
+reviews.write_jsonl(out / "written-under-c.jsonl", [record])
+assert list(reviews.read_jsonl(out / "written-under-c.jsonl")) == [record]
+assert list(reviews.read_jsonl(out / "written-here.jsonl")) == [record]
+"""
+
+
+def test_json_lines_are_utf8_whatever_the_machine_locale(tmp_path):
+    # The images' locale is not ours: files are written and read as UTF-8 under the C locale too.
+    record = {"review_body": "café 👍"}
+    reviews.write_jsonl(tmp_path / "written-here.jsonl", [record])
+    assert list(reviews.read_jsonl(tmp_path / "written-here.jsonl")) == [record]
+    c_locale = {**os.environ, "LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0",
+                "PYTHONPATH": str(Path(reviews.__file__).parent)}
+    completed = subprocess.run([sys.executable, "-c", LOCALE_CHECK, str(tmp_path)], env=c_locale,
+                               capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=60)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert (tmp_path / "written-under-c.jsonl").read_bytes() == (tmp_path / "written-here.jsonl").read_bytes()

@@ -416,7 +416,7 @@ def test_logs_say_what_happened_without_the_definition(proxy, caplog):
         on_event(cfn_event("Update", properties(), physical_id=PIPELINE_NAME))
 
     text = "\n".join(record.getMessage() for record in caplog.records)
-    assert f"upsert of pipeline {PIPELINE_NAME} done: created=True" in text
+    assert f"upsert of pipeline {PIPELINE_NAME} done: created=True pipeline_updated=False tags_updated=False" in text
     assert f"upsert of pipeline {PIPELINE_NAME} done: created=False pipeline_updated=False tags_updated=False" in text
     assert DEFINITION_MARKER not in text
 
@@ -445,3 +445,182 @@ def test_the_projects_generated_definition_is_upserted_and_then_recognised_as_un
     assert json.loads(sagemaker.describe_pipeline(PipelineName=PIPELINE_NAME)["PipelineDefinition"]) == json.loads(resolved)
     assert response["Data"]["Changed"] == "false"
     assert proxy.count("UpdatePipeline") == 0
+
+
+# -- Connection-level failures (no HTTP answer at all) ---------------------------------------------
+
+
+@pytest.fixture
+def unreachable_sagemaker(moto_endpoint, monkeypatch):
+    """The handler's endpoint is a closed port on 127.0.0.1: every call is refused before any
+    HTTP answer, as when the network or the endpoint fails (botocore raises a BotoCoreError)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", f"http://127.0.0.1:{port}")
+    # One attempt keeps the test fast; retries of a refused connection change nothing here.
+    monkeypatch.setattr(handler, "MAX_ATTEMPTS", 1)
+
+
+def test_a_delete_whose_connection_fails_is_reported_not_taken_for_success(unreachable_sagemaker):
+    with pytest.raises(PipelineUpsertError, match=f"DeletePipeline of pipeline {PIPELINE_NAME} failed: EndpointConnectionError: "):
+        on_event(cfn_event("Delete", properties(), physical_id=PIPELINE_NAME))
+
+
+def test_an_upsert_whose_connection_fails_is_reported_not_taken_for_a_missing_pipeline(unreachable_sagemaker):
+    with pytest.raises(PipelineUpsertError, match=f"DescribePipeline of pipeline {PIPELINE_NAME} failed: EndpointConnectionError: "):
+        create()
+
+
+# -- What a delete reports and sends ------------------------------------------------------------------
+
+
+def test_a_delete_says_whether_it_deleted_or_found_the_pipeline_gone(proxy, sagemaker, caplog):
+    create()
+    with caplog.at_level(logging.INFO, logger=handler.LOGGER.name):
+        on_event(cfn_event("Delete", properties(), physical_id=PIPELINE_NAME))
+        on_event(cfn_event("Delete", properties(), physical_id=PIPELINE_NAME))
+    lines = [record.getMessage() for record in caplog.records if record.getMessage().startswith("delete: pipeline")]
+    assert lines == [f"delete: pipeline {PIPELINE_NAME} deleted", f"delete: pipeline {PIPELINE_NAME} was already gone"]
+
+
+def test_a_delete_sends_the_idempotency_token_of_its_request(proxy, sagemaker):
+    create()
+    event = cfn_event("Delete", properties(), physical_id=PIPELINE_NAME, request_id="aaaaaaaa-2222-3333-4444-555555555555")
+    on_event(event)
+    on_event(cfn_event("Delete", properties(), physical_id=PIPELINE_NAME, request_id="bbbbbbbb-2222-3333-4444-555555555555"))
+
+    tokens = [call.json_body()["ClientRequestToken"] for call in proxy.calls if call.operation == "DeletePipeline"]
+    assert tokens[0] == handler.request_token(event["RequestId"], "DeletePipeline", PIPELINE_NAME)
+    assert len(tokens) == 2 and tokens[0] != tokens[1]
+
+
+def test_a_delete_without_a_request_id_fails_before_any_call(proxy):
+    event = cfn_event("Delete", properties(), physical_id=PIPELINE_NAME)
+    del event["RequestId"]
+    with pytest.raises(PipelineUpsertError, match="^the event has no RequestId to derive an idempotency token from$"):
+        on_event(event)
+    assert proxy.calls == []
+
+
+def test_a_delete_with_no_physical_id_or_a_retained_pipeline_answers_its_id_and_calls_nothing(proxy):
+    event = cfn_event("Delete", properties())
+    assert on_event(event) == {"PhysicalResourceId": ""}
+    retained = on_event(cfn_event("Delete", properties(RetainOnDelete="true"), physical_id=PIPELINE_NAME))
+    assert retained == {"PhysicalResourceId": PIPELINE_NAME}
+    assert proxy.calls == []
+
+
+def test_a_failed_delete_names_the_pipeline(proxy, sagemaker):
+    proxy.inject("DeletePipeline", error_code="AccessDeniedException", message="no")
+    with pytest.raises(PipelineUpsertError) as raised:
+        on_event(cfn_event("Delete", properties(), physical_id=PIPELINE_NAME))
+    assert str(raised.value) == f"DeletePipeline of pipeline {PIPELINE_NAME} failed: AccessDeniedException: no"
+
+
+@pytest.mark.parametrize(
+    ("operation", "tags"),
+    [
+        ("ListTags", [{"Key": "project", "Value": "review-classifier"}]),
+        ("AddTags", [{"Key": "owner", "Value": "ml-team"}, {"Key": "project", "Value": "review-classifier"},
+                     {"Key": "environment", "Value": "test"}]),
+        ("DeleteTags", [{"Key": "project", "Value": "review-classifier"}]),
+    ],
+)
+def test_a_failing_tag_call_fails_the_update_naming_the_call_and_the_pipeline(proxy, sagemaker, operation, tags):
+    create()
+    proxy.inject(operation, error_code="AccessDeniedException", message="not allowed")
+    with pytest.raises(PipelineUpsertError) as raised:
+        on_event(cfn_event("Update", properties(Tags=tags), physical_id=PIPELINE_NAME))
+    assert str(raised.value) == f"{operation} of pipeline {PIPELINE_NAME} failed: AccessDeniedException: not allowed"
+
+
+# -- What counts as a difference from the deployed pipeline ---------------------------------------
+
+
+def test_a_deployed_definition_that_is_not_json_is_replaced(proxy, sagemaker):
+    sagemaker.create_pipeline(PipelineName=PIPELINE_NAME, PipelineDefinition="{not json", RoleArn=ROLE_ARN,
+                              PipelineDescription="Trains the review classifier")
+    response = on_event(cfn_event("Update", properties(Tags=[]), physical_id=PIPELINE_NAME))
+    assert response["Data"]["Changed"] == "true"
+    assert proxy.count("UpdatePipeline") == 1
+    assert json.loads(sagemaker.describe_pipeline(PipelineName=PIPELINE_NAME)["PipelineDefinition"]) == json.loads(definition())
+
+
+def test_no_description_deployed_equals_an_empty_one(proxy, sagemaker):
+    sagemaker.create_pipeline(PipelineName=PIPELINE_NAME, PipelineDefinition=definition(), RoleArn=ROLE_ARN,
+                              Tags=[{"Key": "flag", "Value": ""}])
+    response = on_event(cfn_event("Update", properties(Description="", Tags=[{"Key": "flag", "Value": ""}]),
+                                  physical_id=PIPELINE_NAME))
+    assert response["Data"]["Changed"] == "false"
+    assert proxy.count("UpdatePipeline") == proxy.count("AddTags") == proxy.count("DeleteTags") == 0
+
+
+def test_a_failing_execution_start_is_reported_with_its_operation(proxy, sagemaker):
+    proxy.inject("StartPipelineExecution", error_code="ResourceLimitExceeded", message="too many executions")
+    with pytest.raises(PipelineUpsertError) as raised:
+        on_event(cfn_event("Create", properties(StartExecution="true")))
+    assert str(raised.value) == (
+        f"StartPipelineExecution of pipeline {PIPELINE_NAME} failed: ResourceLimitExceeded: too many executions")
+
+
+def test_an_error_naming_the_pipeline_is_not_taken_for_a_missing_one_unless_it_says_so(proxy, sagemaker):
+    proxy.inject("DescribePipeline", error_code="ValidationException",
+                 message=f"Role of pipeline {PIPELINE_NAME} cannot be assumed")
+    with pytest.raises(PipelineUpsertError, match="DescribePipeline .*ValidationException: Role of pipeline"):
+        create()
+    assert proxy.count("CreatePipeline") == 0
+
+
+# -- Optional properties, the response, a rename ------------------------------------------------------
+
+
+def test_optional_properties_left_out_mean_no_tags_no_retention_and_no_execution(proxy, sagemaker):
+    props = properties(Tags="")
+    del props["RetainOnDelete"], props["StartExecution"]
+    response = on_event(cfn_event("Create", props))
+    assert response["Data"] == {"PipelineArn": response["Data"]["PipelineArn"], "PipelineName": PIPELINE_NAME,
+                                "Changed": "true", "ExecutionArn": ""}
+    assert tags_of(sagemaker, response["Data"]["PipelineArn"]) == {}
+    on_event(cfn_event("Delete", props, physical_id=PIPELINE_NAME))
+    assert pipeline_names(sagemaker) == []
+
+
+def test_a_tag_without_a_value_gets_an_empty_one(proxy, sagemaker):
+    arn = create(properties(Tags=[{"Key": "flag"}]))["Data"]["PipelineArn"]
+    assert tags_of(sagemaker, arn) == {"flag": ""}
+
+
+def test_tags_that_are_not_a_list_are_refused_by_name(proxy):
+    with pytest.raises(PipelineUpsertError, match=r"^resource property Tags must be a list of \{Key, Value\} objects$"):
+        create(properties(Tags={"Key": "a", "Value": "b"}))
+    assert proxy.calls == []
+
+
+def test_an_upsert_without_a_request_id_creates_nothing(proxy):
+    event = cfn_event("Create", properties())
+    del event["RequestId"]
+    with pytest.raises(PipelineUpsertError, match="^the event has no RequestId to derive an idempotency token from$"):
+        on_event(event)
+    assert proxy.operations() == ["DescribePipeline"]
+
+
+def test_a_rename_is_logged_only_when_an_update_changes_the_name(proxy, caplog):
+    renamed = properties(PipelineName="review-classifier-test-training-v2")
+    with caplog.at_level(logging.INFO, logger=handler.LOGGER.name):
+        on_event(cfn_event("Create", properties(), physical_id="something-else"))
+        on_event(cfn_event("Update", properties(), physical_id=PIPELINE_NAME))
+        on_event(cfn_event("Update", renamed, physical_id=PIPELINE_NAME))
+    renames = [record.getMessage() for record in caplog.records if "renamed" in record.getMessage()]
+    assert renames == [f"pipeline renamed from {PIPELINE_NAME} to review-classifier-test-training-v2: upserting the new one"]
+
+
+def test_tags_are_read_over_every_page_of_list_tags(proxy, sagemaker):
+    many = [{"Key": f"k{index:02d}", "Value": str(index)} for index in range(60)]
+    sagemaker.create_pipeline(PipelineName=PIPELINE_NAME, PipelineDefinition=definition(), RoleArn=ROLE_ARN,
+                              PipelineDescription="Trains the review classifier", Tags=many)
+    response = on_event(cfn_event("Update", properties(Tags=many), physical_id=PIPELINE_NAME))
+    assert proxy.count("ListTags") >= 2  # more than one page was read
+    assert (response["Data"]["Changed"], proxy.count("AddTags"), proxy.count("DeleteTags")) == ("false", 0, 0)

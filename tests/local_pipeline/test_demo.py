@@ -20,7 +20,7 @@ def test_demo_executes_the_definition_and_serves_the_registered_package(tiny_mod
     assert summary["execution"]["PipelineExecutionStatus"] == "Succeeded"
     steps = [step["StepName"] for step in reversed(summary["steps"]["PipelineExecutionSteps"])]
     assert steps == ["FingerprintInput", "PrepareReviews", "TrainModel", "SealModelArtifact", "EvaluateModel",
-                     "CheckModelQuality", "CheckNotYetRegistered", "Register-RegisterModel", "Create-CreateModel"]
+                     "DataQualityBaseline", "ModelQualityBaseline", "CheckModelQuality", "CheckNotYetRegistered", "Register-RegisterModel", "Create-CreateModel"]
     assert summary["model_package_arn"].endswith(":model-package/review-classifier-dev/1")
     assert summary["test_accuracy"] >= 0.6  # dev's accuracy floor
     assert len(summary["predictions"]) == len(run_demo.SAMPLE_REVIEWS)

@@ -9,6 +9,13 @@ import pytest
 from definition_helpers import generated_definition_text
 
 
+@pytest.fixture(scope="session", autouse=True)
+def fresh_definitions():
+    # The cache lives in the module, so it would outlive a pytest session run in a process that
+    # runs several (mutmut runs one per mutant): each session generates its definitions anew.
+    generated_definition_text.cache_clear()
+
+
 @pytest.fixture
 def definition_text(environment_name) -> str:
     return generated_definition_text(environment_name)

@@ -70,6 +70,31 @@ def test_parameters_and_their_environment_defaults(definition, environment_name)
     assert parameters["MinMacroF1"]["DefaultValue"] == config.min_macro_f1
     assert parameters["MinClassRecall"]["DefaultValue"] == config.min_class_recall
     assert parameters["InputDataS3Uri"]["DefaultValue"] == "s3://${DataBucketName}/reviews/raw/"
+    # Every default a run gets when it overrides nothing, as StartPipelineExecution shows them.
+    assert {name: p.get("DefaultValue") for name, p in parameters.items()} == {
+        "InputDataS3Uri": "s3://${DataBucketName}/reviews/raw/",
+        "ProcessingInstanceType": config.processing_instance_type,
+        "ProcessingInstanceCount": config.processing_instance_count,
+        "TrainingInstanceType": config.training_instance_type,
+        "TrainingInstanceCount": config.training_instance_count,
+        "ModelNameOrPath": config.model_name_or_path,
+        "Epochs": config.epochs,
+        "LearningRate": config.learning_rate,
+        "TrainBatchSize": config.train_batch_size,
+        "MaxSeqLength": config.max_seq_length,
+        "ClassWeighting": "balanced",
+        "BalanceDataset": "true",
+        "TrainFraction": 0.9,
+        "ValidationFraction": 0.05,
+        "TestFraction": 0.05,
+        "RandomSeed": 42,
+        "TestDomain": "*",
+        "IngestIntoFeatureStore": "true",
+        "MinAccuracy": config.min_accuracy,
+        "MinMacroF1": config.min_macro_f1,
+        "MinClassRecall": config.min_class_recall,
+    }
+    assert [p["Name"] for p in definition["Parameters"]] == list(EXPECTED_PARAMETERS)  # declaration order
 
 
 def _branches(step: dict) -> tuple[list, list]:
@@ -372,6 +397,18 @@ def test_registration_declares_content_types_metrics_and_approval(definition, en
     ]
     create = step_named(definition, "Create-CreateModel")["Arguments"]
     assert create["PrimaryContainer"]["Image"] == spec["Containers"][0]["Image"]
+
+
+def test_a_dev_environment_that_registers_approved_versions_gets_that_status_in_its_definition():
+    # Every configured environment registers PendingManualApproval, the SDK's own default: only
+    # another status shows that the environment's one is what the definition carries.
+    from pipeline_definition import PipelineDefinitionSettings, definition_json
+    from stacks.config import load_environment
+
+    config = load_environment("dev")
+    approving = config.model_copy(update={"pipeline": config.pipeline.model_copy(update={"model_approval_status": "Approved"})})
+    approved = json.loads(definition_json(PipelineDefinitionSettings.from_environment(approving)))
+    assert step_named(approved, "Register-RegisterModel")["Arguments"]["ModelApprovalStatus"] == "Approved"
 
 
 def _accuracy(value) -> bool:

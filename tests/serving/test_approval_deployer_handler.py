@@ -105,6 +105,19 @@ def test_same_event_twice_updates_once(world):
     assert world.served() == arn
 
 
+def test_each_message_logs_what_became_of_it_updated_then_unchanged(world, caplog):
+    # The outcome is what an operator reads in the function's log for each message.
+    world.create_stack()
+    event = world.registry.decide(world.registry.register(), "Approved")
+
+    with caplog.at_level(logging.INFO, logger=deployer.LOGGER.name):
+        world.run(event)
+        world.run(event)
+
+    outcomes = [r.getMessage().rsplit(": ", 1)[1] for r in caplog.records if r.getMessage().startswith("Message ")]
+    assert outcomes == [deployer.Outcome.UPDATED.value, deployer.Outcome.UNCHANGED.value] == ["updated", "unchanged"]
+
+
 def test_approving_moves_to_the_latest_approved_even_from_an_older_event(world):
     world.create_stack()
     first, second = world.registry.register(), world.registry.register()

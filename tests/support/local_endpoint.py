@@ -5,6 +5,7 @@ the artifact metadata and code/ as train.py ships it)."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,6 +52,9 @@ def serve(model_dir: Path, *, retry_when_the_worker_dies: bool = True, **options
     test when the inference parity environment is missing."""
     if not inference_python().exists():
         pytest.skip(f"{inference_python()} is missing: `make setup-parity` builds the inference parity environment")
+    if "MUTANT_UNDER_TEST" in os.environ:
+        pytest.skip("under mutmut (make mutation): the endpoint runs inference.py in the image's Python, "
+                    "which cannot import mutmut's trampolines; the in-process toolkit tests stand in")
     with LocalEndpoint(model_dir, **options) as endpoint:
         yield RetriedWhenTheWorkerDies(endpoint) if retry_when_the_worker_dies else endpoint
 
