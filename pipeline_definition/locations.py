@@ -11,6 +11,9 @@ from sagemaker.workflow.functions import Join
 # create an object here only with If-None-Match (never overwrite one) and the pipeline role
 # delete nothing (stacks/components/pipeline_execution_role.py).
 IMMUTABLE_MODELS_PREFIX = "immutable-models"
+# Model Monitor baselines the pipeline calculates (`<prefix>/<execution id>/<kind>/...`) and
+# registers as a version's DriftCheckBaselines; a promoting environment's deployer reads them here.
+BASELINES_PREFIX = "monitoring-baselines"
 
 
 def s3_uri(bucket: str, *keys: str) -> str:

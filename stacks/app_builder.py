@@ -43,6 +43,7 @@ def as_promotion_target(config: EnvironmentConfig) -> PromotionTarget:
         serving_model_role_arn=config.role_arn(config.serving_model_role_name),
         deployer_role_arn=config.role_arn(config.approval_deployer_role_name),
         promotion_role_arn=config.role_arn(config.model_promotion_role_name),
+        deployer_reads_baselines=config.serving.monitoring is not None,
     )
 
 

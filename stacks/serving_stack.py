@@ -18,7 +18,7 @@ from pipeline_definition import image_registries, images
 from stacks.components.approval_deployer import ApprovalDeployer, ApprovalDeployerProps
 from stacks.components.approval_update_role import ApprovalUpdateRole, ApprovalUpdateRoleProps
 from stacks.components.approved_model_endpoint import ApprovedModelEndpoint, ApprovedModelEndpointProps
-from pipeline_definition.steps import baselines
+from pipeline_definition.locations import BASELINES_PREFIX
 from stacks.components.retraining_trigger import RetrainingTrigger, RetrainingTriggerProps
 from stacks.components.model_monitoring import SERVING_BASELINES_PREFIX, ModelMonitoring, ModelMonitoringProps
 from stacks.components.approved_model_package_parameter import NO_APPROVED_PACKAGE, parameter_arn
@@ -124,7 +124,7 @@ class ServingStack(cdk.Stack):
                 key=shared.key,
                 role_name=config.approval_deployer_role_name if promotion_source else None,
                 promotion_source_prefix=promotion_source.package_arn_prefix if promotion_source else None,
-                **self._baseline_publishing(),
+                **self._baseline_publishing(promotes=promotion_source is not None),
             ),
         )
         if promotion_source is not None:
@@ -137,6 +137,7 @@ class ServingStack(cdk.Stack):
                     promotion_role_name=config.model_promotion_role_name,
                     serving_model_role=self.served.role,
                     deployer_role=self.deployer.function.role,
+                    deployer_reads_baselines=self.monitoring is not None,
                 ),
             )
             cdk.CfnOutput(
@@ -172,13 +173,15 @@ class ServingStack(cdk.Stack):
         cdk.CfnOutput(self, "ApprovalEventsDeadLetterQueueUrl", value=self.deployer.dead_letter_queue.queue_url)
         cdk.CfnOutput(self, "ApprovalDeployerLogGroupName", value=self.deployer.log_group.log_group_name)
 
-    def _baseline_publishing(self) -> dict:
-        """What the deployer needs to point the monitoring schedules at a promoted package's baselines."""
+    def _baseline_publishing(self, *, promotes: bool) -> dict:
+        """What the deployer needs to point the monitoring schedules at a promoted package's baselines.
+        An environment that promotes has no pipeline: its packages' baselines are in the source's
+        bucket (PromotedModelAccess grants that read), none in its own."""
         if self.monitoring is None:
             return {}
         return {
             "artifacts_bucket": self.shared.artifacts_bucket,
-            "pipeline_baselines_prefix": baselines.BASELINES_PREFIX,
+            "pipeline_baselines_prefix": None if promotes else BASELINES_PREFIX,
             "serving_baselines_prefix": f"{SERVING_BASELINES_PREFIX}/{self.config.endpoint_name}",
         }
 

@@ -7,8 +7,11 @@ Run it with the target account's promotion role (stack output `ModelPromotionRol
 target's serving stack). It reads the source version (cross-account, by its ARN), checks that it is
 Approved there and that its sealed artifact's bytes have the SHA-256 its key names, then registers
 the same inference specification in the target's group with the digest and the source ARN in the
-version's metadata. Nothing serves until a person of the target account approves that version;
-the target's approval deployer then checks the digest again before the endpoint moves.
+version's metadata, and the source's ModelMetrics and DriftCheckBaselines as they are (S3 URIs in
+the source's bucket): the target's registry shows what the source's gate measured, and the
+target's deployer publishes those baselines to its monitoring schedules. Nothing serves until a
+person of the target account approves that version; the target's approval deployer then checks
+the digest again before the endpoint moves.
 Promoting the same source version twice returns the version the first promotion created.
 """
 
@@ -36,6 +39,9 @@ _CONTAINER_FIELDS = ("Image", "ImageDigest", "ModelDataUrl", "Environment", "Fra
                      "NearestModelName", "ModelInput")
 _SPECIFICATION_FIELDS = ("SupportedContentTypes", "SupportedResponseMIMETypes",
                          "SupportedRealtimeInferenceInstanceTypes", "SupportedTransformInstanceTypes")
+# What the source's pipeline measured and what monitoring compares with: DescribeModelPackage
+# answers them in the very shapes CreateModelPackage takes (ModelMetrics, DriftCheckBaselines).
+_QUALITY_FIELDS = ("ModelMetrics", "DriftCheckBaselines")
 
 
 class PromotionError(Exception):
@@ -95,6 +101,11 @@ def inference_specification(package: dict) -> dict:
     }
 
 
+def quality_records(package: dict) -> dict:
+    """The source's metrics and baselines, as registered (S3 URIs and content types), if any."""
+    return {name: package[name] for name in _QUALITY_FIELDS if package.get(name)}
+
+
 def promote(clients: PromotionClients, source: EnvironmentConfig, target: EnvironmentConfig, version: int) -> Promotion:
     check_promotable(source, target)
     source_arn = package_arn(source, version)
@@ -119,6 +130,7 @@ def promote(clients: PromotionClients, source: EnvironmentConfig, target: Enviro
         ModelPackageDescription=f"Promoted from {source.name}: {source_arn} (sha256 {actual})"[:1024],
         ModelApprovalStatus=PENDING_MANUAL_APPROVAL,
         InferenceSpecification=inference_specification(package),
+        **quality_records(package),
         CustomerMetadataProperties={PROMOTED_FROM_KEY: source_arn, ARTIFACT_SHA256_KEY: actual},
     )
     return Promotion(source_arn, created["ModelPackageArn"], actual, created=True)

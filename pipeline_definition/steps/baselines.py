@@ -22,7 +22,7 @@ from sagemaker.workflow.quality_check_step import DataQualityCheckConfig, ModelQ
 from sagemaker.workflow.steps import CacheConfig, ProcessingStep
 
 from pipeline_definition import images, job_encryption
-from pipeline_definition.locations import execution_s3_uri
+from pipeline_definition.locations import BASELINES_PREFIX, execution_s3_uri
 from pipeline_definition.settings import PipelineDefinitionSettings
 from pipeline_definition.steps import evaluate
 
@@ -31,7 +31,6 @@ MODEL_QUALITY_STEP_NAME = "ModelQualityBaseline"
 # Where evaluate.py writes each dataset under its output (container_code/monitoring_baseline.py).
 DATA_QUALITY_DATASET = "data-quality"
 MODEL_QUALITY_DATASET = "model-quality"
-BASELINES_PREFIX = "monitoring-baselines"
 PROBLEM_TYPE = "MulticlassClassification"
 GROUND_TRUTH_ATTRIBUTE = "label"
 INFERENCE_ATTRIBUTE = "predicted_label"

@@ -75,6 +75,7 @@ class ApprovalDeployerProps:
     promotion_source_prefix: str | None = None
     # With monitoring: the deployer copies a promoted package's baselines (written by the pipeline
     # under pipeline_baselines_prefix) to serving_baselines_prefix, where the schedules read them.
+    # No pipeline_baselines_prefix where the environment promotes: the baselines are the source's.
     artifacts_bucket: s3.IBucket | None = None
     pipeline_baselines_prefix: str | None = None
     serving_baselines_prefix: str | None = None
@@ -296,12 +297,13 @@ class ApprovalDeployer(Construct):
     def _grant_baseline_publishing(self, role: iam.Role, props: ApprovalDeployerProps) -> None:
         """publish_serving_baselines: copy what the pipeline calculated to where monitoring reads."""
         bucket = props.artifacts_bucket
-        prefixes = "|".join(prefix.replace("/", "\\/")
-                            for prefix in (props.pipeline_baselines_prefix, props.serving_baselines_prefix))
-        role.add_to_policy(iam.PolicyStatement(
-            sid="ReadPipelineBaselines", actions=["s3:GetObject"],
-            resources=[bucket.arn_for_objects(f"{props.pipeline_baselines_prefix}/*")],
-        ))
+        own_prefixes = [prefix for prefix in (props.pipeline_baselines_prefix, props.serving_baselines_prefix) if prefix]
+        prefixes = "|".join(prefix.replace("/", "\\/") for prefix in own_prefixes)
+        if props.pipeline_baselines_prefix:
+            role.add_to_policy(iam.PolicyStatement(
+                sid="ReadPipelineBaselines", actions=["s3:GetObject"],
+                resources=[bucket.arn_for_objects(f"{props.pipeline_baselines_prefix}/*")],
+            ))
         role.add_to_policy(iam.PolicyStatement(
             sid="PublishServingBaselines", actions=["s3:PutObject"],
             resources=[bucket.arn_for_objects(f"{props.serving_baselines_prefix}/*")],

@@ -7,7 +7,10 @@ source environment's (staging's) pipeline sealed it: the write-once, content-add
 - `PromotionSourceGrants`, in the source's foundation stack: the model package group's resource
   policy lets the target's deployer and promotion roles read the group's packages; the artifacts
   bucket's policy and the key's policy let the target's serving-model, deployer and promotion
-  roles read (and decrypt) the sealed artifacts, nothing else. Each statement names the target
+  roles read (and decrypt) the sealed artifacts; where the target monitors its endpoint, its
+  deployer alone also reads the Model Monitor baselines the source's pipeline wrote (it copies a
+  promoted version's DriftCheckBaselines to where the target's schedules read them). Nothing else.
+  Each statement names the target
   account as principal and the exact roles in an `aws:PrincipalArn` condition: a policy that
   named a role of another account as principal would fail to deploy (S3 and KMS reject unknown
   principals) until the target's serving stack exists, and would break if that role were recreated.
@@ -29,11 +32,14 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
-from pipeline_definition.locations import IMMUTABLE_MODELS_PREFIX
+from pipeline_definition.locations import BASELINES_PREFIX, IMMUTABLE_MODELS_PREFIX
 from stacks.nag_suppressions import suppress
 
 # The sealed copies (container_code/seal_model.py): only they are promoted, only they are readable.
 SEALED_ARTIFACTS_PATTERN = f"{IMMUTABLE_MODELS_PREFIX}/sha256/*"
+# The pipeline's baselines (pipeline_definition/steps/baselines.py): only a monitoring target's
+# deployer reads them (publish_serving_baselines in stacks/lambdas/approval_deployer/handler.py).
+PIPELINE_BASELINES_PATTERN = f"{BASELINES_PREFIX}/*"
 # The promotion tool lists and reads versions; the deployer reads the one it is about to serve.
 PROMOTER_PACKAGE_ACTIONS = ("sagemaker:DescribeModelPackage", "sagemaker:ListModelPackages")
 DEPLOYER_PACKAGE_ACTIONS = ("sagemaker:DescribeModelPackage",)
@@ -48,6 +54,8 @@ class PromotionTarget:
     serving_model_role_arn: str
     deployer_role_arn: str
     promotion_role_arn: str
+    # The target monitors its endpoint: its deployer copies the promoted versions' baselines.
+    deployer_reads_baselines: bool = False
 
     @property
     def artifact_reader_role_arns(self) -> list[str]:
@@ -113,13 +121,22 @@ class PromotionSourceGrants(Construct):
                 resources=[bucket.arn_for_objects(SEALED_ARTIFACTS_PATTERN)],
                 conditions=readers,
             ))
+            if target.deployer_reads_baselines:
+                bucket.add_to_resource_policy(iam.PolicyStatement(
+                    sid=f"PromotionTarget{target.account}DeployerReadsBaselines",
+                    principals=[principal],
+                    actions=["s3:GetObject"],
+                    resources=[bucket.arn_for_objects(PIPELINE_BASELINES_PATTERN)],
+                    conditions={"ArnEquals": {"aws:PrincipalArn": target.deployer_role_arn}},
+                ))
             key.add_to_resource_policy(iam.PolicyStatement(
                 sid=f"PromotionTarget{target.account}DecryptsSealedModels",
                 principals=[principal],
                 actions=["kms:Decrypt"],
                 resources=["*"],
                 # Only through S3: S3 asks for the decryption only for objects the bucket policy
-                # above lets them read. (Naming the bucket in the encryption context would make
+                # above lets them read (the bucket uses an S3 Bucket Key, so the encryption context
+                # names the bucket, never a prefix: the bucket policy is what tells them apart). (Naming the bucket in the encryption context would make
                 # the key depend on the bucket that depends on the key: a cycle.)
                 conditions={**readers, "StringEquals": {"kms:ViaService": f"s3.{stack.region}.amazonaws.com"}},
             ))
@@ -145,6 +162,16 @@ def source_artifact_statements(source: PromotionSource) -> list[iam.PolicyStatem
     ]
 
 
+def source_baselines_statement(source: PromotionSource) -> iam.PolicyStatement:
+    """Read the source pipeline's baselines (decrypted through the artifact statements' key grant)."""
+    return iam.PolicyStatement(
+        sid="ReadPromotionSourceBaselines",
+        actions=["s3:GetObject"],
+        resources=[f"arn:aws:s3:::*/{PIPELINE_BASELINES_PATTERN}"],
+        conditions={"StringEquals": {"s3:ResourceAccount": source.account}},
+    )
+
+
 def source_package_statement(source: PromotionSource) -> iam.PolicyStatement:
     return iam.PolicyStatement(
         sid="ReadPromotionSourcePackages",
@@ -153,16 +180,17 @@ def source_package_statement(source: PromotionSource) -> iam.PolicyStatement:
     )
 
 
-def _suppress_source_wildcards(role: iam.IRole, source: PromotionSource) -> None:
+def _suppress_source_wildcards(role: iam.IRole, source: PromotionSource, *, baselines: bool = False) -> None:
     findings = [
         f"Resource::arn:aws:s3:::*/{SEALED_ARTIFACTS_PATTERN}",
+        *([f"Resource::arn:aws:s3:::*/{PIPELINE_BASELINES_PATTERN}"] if baselines else []),
         f"Resource::arn:aws:kms:{source.region}:{source.account}:key/*",
         f"Resource::arn:aws:sagemaker:{source.region}:{source.account}:model-package/{source.model_package_group_name}/*",
     ]
     suppress(
         role, "AwsSolutions-IAM5",
-        "Promotion: the source environment's sealed artifacts (content-addressed keys), its key and its "
-        "group's versions; the source bucket's and key's names are generated in another account, so the "
+        "Promotion: the source environment's sealed artifacts (content-addressed keys), its pipeline's "
+        "baselines (named per execution; the deployer only), its key and its group's versions; the source bucket's and key's names are generated in another account, so the "
         "bucket and key are limited to that account (s3:ResourceAccount, the key ARN's account) and, on "
         "the source side, to exactly this role.",
         applies_to=findings,
@@ -177,6 +205,8 @@ class PromotedModelAccessProps:
     promotion_role_name: str
     serving_model_role: iam.Role
     deployer_role: iam.IRole
+    # The target monitors its endpoint: the deployer reads the source pipeline's baselines.
+    deployer_reads_baselines: bool = False
 
 
 class PromotedModelAccess(Construct):
@@ -189,6 +219,8 @@ class PromotedModelAccess(Construct):
             props.serving_model_role.add_to_policy(statement)
             props.deployer_role.add_to_principal_policy(statement)
         props.deployer_role.add_to_principal_policy(source_package_statement(props.source))
+        if props.deployer_reads_baselines:
+            props.deployer_role.add_to_principal_policy(source_baselines_statement(props.source))
 
         own_group = group_arns(stack.region, stack.account, props.model_package_group_name)
         self.promotion_role = iam.Role(
@@ -218,7 +250,7 @@ class PromotedModelAccess(Construct):
             self.promotion_role.add_to_policy(statement)
         _suppress_source_wildcards(self.promotion_role, props.source)
         _suppress_source_wildcards(props.serving_model_role, props.source)
-        _suppress_source_wildcards(props.deployer_role, props.source)
+        _suppress_source_wildcards(props.deployer_role, props.source, baselines=props.deployer_reads_baselines)
         suppress(
             self.promotion_role, "AwsSolutions-IAM5",
             "Its own group's versions (model-package/<group>/*): versions are numbered at creation; "

@@ -431,7 +431,8 @@ def test_a_prepare_failure_reaches_the_step_as_one_line(local_pipeline, baseline
 def test_the_registered_version_promoted_to_prod_serves_the_same_bytes(local_pipeline, baseline, monkeypatch):
     """The run's registered version, approved in its group, promoted by tools/promote_model.py into
     prod's group in prod's account; prod's version serves byte for byte what was trained and
-    evaluated, and prod's deployer verifies its digest. The executed definition is dev's (the one
+    evaluated, prod's deployer verifies its digest, and it publishes the baselines the run
+    calculated (carried by the promotion) byte for byte to prod's monitoring keys. The executed definition is dev's (the one
     run this module shares), so dev's group stands for staging's: the code is the same whichever
     environment prod promotes from."""
     from local_pipeline.iam import enforce_access_control, relax_access_control
@@ -467,6 +468,9 @@ def test_the_registered_version_promoted_to_prod_serves_the_same_bytes(local_pip
         served_bucket, _, served_key = served_url[len("s3://"):].partition("/")
         assert s3.get_object(Bucket=served_bucket, Key=served_key)["Body"].read() == trained
         assert promotion.sha256 == hashlib.sha256(trained).hexdigest() in served_key
+        registered = sagemaker.describe_model_package(ModelPackageName=source_arn)
+        assert package["DriftCheckBaselines"] == registered["DriftCheckBaselines"]
+        assert package["ModelMetrics"] == registered["ModelMetrics"]
 
         prod_deployer = deployer.Clients.create(endpoint_url=endpoint, region_name=target.region)
         route_to_owner(prod_deployer.sagemaker, target.account)
@@ -477,7 +481,17 @@ def test_the_registered_version_promoted_to_prod_serves_the_same_bytes(local_pip
             cloudformation_role_arn="unused", dead_letter_queue_url="unused",
             model_package_group_name=target.model_package_group_name, environment_name=target.name,
             metric_namespace="unused", promotion_source_prefix=source_arn.rsplit("/", 1)[0] + "/",
+            serving_baselines_uri=f"s3://{target.resource_prefix}-artifacts-{target.account}/serving-baselines/"
+                                  f"{target.endpoint_name}",
         )
         deployer.verify_promoted_artifact(prod_deployer, settings, promotion.target_arn)
+        s3.create_bucket(Bucket=f"{target.resource_prefix}-artifacts-{target.account}")
+        assert deployer.publish_serving_baselines(prod_deployer, settings, promotion.target_arn) == 4
+        for (kind, document), path in deployer.SERVING_BASELINE_FILES:
+            calculated = package["DriftCheckBaselines"][kind][document]["S3Uri"]
+            assert calculated.startswith(f"s3://{bucket}/monitoring-baselines/"), calculated
+            published_bucket, _, published_prefix = settings.serving_baselines_uri[len("s3://"):].partition("/")
+            published = s3.get_object(Bucket=published_bucket, Key=f"{published_prefix}/{path}")["Body"].read()
+            assert published == s3.get_object(Bucket=bucket, Key=calculated.split("/", 3)[3])["Body"].read(), path
     finally:
         enforce_access_control(endpoint)

@@ -232,7 +232,15 @@ def test_deployer_holds_exactly_what_its_handler_calls(serving, config):
     assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": METRIC_NAMESPACE}}
     if baselines:
         assert actions_of(statements) >= baselines
-        assert "/monitoring-baselines/*" in json.dumps(by_sid(statements, "ReadPipelineBaselines")["Resource"])
+        if config.trains:
+            assert "/monitoring-baselines/*" in json.dumps(by_sid(statements, "ReadPipelineBaselines")["Resource"])
+        else:
+            # No pipeline here: the promoted versions' baselines are in the source's bucket only.
+            assert "ReadPipelineBaselines" not in {s.get("Sid") for s in statements}
+            source = load_environment(config.model_source.promote_from)
+            read = by_sid(statements, "ReadPromotionSourceBaselines")
+            assert (read["Action"], read["Resource"]) == ("s3:GetObject", "arn:aws:s3:::*/monitoring-baselines/*")
+            assert read["Condition"] == {"StringEquals": {"s3:ResourceAccount": source.account}}
         assert f"/serving-baselines/{config.endpoint_name}/*" in json.dumps(
             by_sid(statements, "PublishServingBaselines")["Resource"])
 

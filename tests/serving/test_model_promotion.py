@@ -3,8 +3,9 @@
 state, and every request goes to the account that owns what it names (tests/support/moto_accounts.py).
 
 tools/promote_model.py reads an Approved staging version and its sealed artifact and registers it
-in prod's group as PendingManualApproval; prod's approval deployer checks the digest before the
-endpoint moves. Which principals AWS lets do this is the policies' job:
+in prod's group as PendingManualApproval, with staging's ModelMetrics and DriftCheckBaselines;
+prod's approval deployer checks the digest before the endpoint moves and publishes the baselines,
+read from staging's bucket, where prod's monitoring schedules read them. Which principals AWS lets do this is the policies' job:
 tests/serving/test_promotion_policies.py evaluates them.
 """
 
@@ -16,7 +17,9 @@ import hashlib
 
 import boto3
 import pytest
+from botocore.validate import ParamValidator
 
+from stacks.components.model_monitoring import serving_baseline_key
 from stacks.config import load_environment
 from stacks.lambdas.approval_deployer import handler as deployer
 from support.approval_deployer_world import ACCOUNT as DEV_ACCOUNT
@@ -34,6 +37,23 @@ PROD_SETTINGS = dataclasses.replace(
     promotion_source_prefix=f"arn:aws:sagemaker:{STAGING.region}:{STAGING.account}:model-package/"
                             f"{STAGING.model_package_group_name}/",
 )
+
+
+# prod's deployer as prod's serving stack configures it, monitoring included, for a whole approval.
+PROD_BUCKET = f"{PROD.resource_prefix}-artifacts-{PROD.account}"
+PROD_SERVING_SETTINGS = dataclasses.replace(
+    PROD_SETTINGS, stack_name=PROD.stack_name("serving"),
+    approved_package_parameter_name=PROD.approved_model_package_parameter_name,
+    cloudformation_role_arn=PROD.role_arn(f"{PROD.stack_name('serving')}-approval-update"),
+    dead_letter_queue_url=f"https://sqs.{PROD.region}.amazonaws.com/{PROD.account}/{PROD.stack_name('serving')}-dlq",
+    serving_baselines_uri=f"s3://{PROD_BUCKET}/serving-baselines/{PROD.endpoint_name}",
+)
+# DriftCheckBaselines / ModelMetrics members -> the file the pipeline's QualityCheckSteps write
+# under monitoring-baselines/<execution id>/ (pipeline_definition/steps/baselines.py, register.py).
+BASELINE_FILES = {("ModelDataQuality", "Statistics"): "data-quality/statistics.json",
+                  ("ModelDataQuality", "Constraints"): "data-quality/constraints.json",
+                  ("ModelQuality", "Statistics"): "model-quality/statistics.json",
+                  ("ModelQuality", "Constraints"): "model-quality/constraints.json"}
 
 
 def sealed_key(data: bytes) -> str:
@@ -64,12 +84,32 @@ class Accounts:
         self.staging_s3.put_object(Bucket=SOURCE_BUCKET, Key=key, Body=data, IfNoneMatch="*", **extra)
         return f"s3://{SOURCE_BUCKET}/{key}"
 
-    def register_in_staging(self, model_data_url: str, status: str = "Approved") -> str:
+    def write_baselines(self, execution: str) -> dict:
+        """What staging's pipeline registers: the baselines its QualityCheckSteps wrote (distinct
+        bytes per file) as DriftCheckBaselines, and as ModelMetrics the same constraints and
+        data statistics beside evaluate.py's report (outside the baselines prefix)."""
+        sources = {}
+        for (kind, document), path in BASELINE_FILES.items():
+            key = f"monitoring-baselines/{execution}/{path}"
+            self.staging_s3.put_object(Bucket=SOURCE_BUCKET, Key=key,
+                                       Body=f'{{"execution": "{execution}", "file": "{path}"}}\n'.encode())
+            sources.setdefault(kind, {})[document] = {"ContentType": "application/json",
+                                                      "S3Uri": f"s3://{SOURCE_BUCKET}/{key}"}
+        report = {"ContentType": "application/json",
+                  "S3Uri": f"s3://{SOURCE_BUCKET}/pipeline-executions/{execution}/evaluation/evaluation.json"}
+        return {
+            "DriftCheckBaselines": sources,
+            "ModelMetrics": {"ModelQuality": {"Statistics": report, "Constraints": sources["ModelQuality"]["Constraints"]},
+                             "ModelDataQuality": sources["ModelDataQuality"]},
+        }
+
+    def register_in_staging(self, model_data_url: str, status: str = "Approved", quality: dict | None = None) -> str:
         arn = self.staging_sagemaker.create_model_package(
             ModelPackageGroupName=STAGING.model_package_group_name,
             ModelApprovalStatus="PendingManualApproval",
             InferenceSpecification={**INFERENCE_SPECIFICATION,
                                     "Containers": [{"Image": IMAGE, "ModelDataUrl": model_data_url}]},
+            **(quality or {}),
         )["ModelPackageArn"]
         if status != "PendingManualApproval":
             self.staging_sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus=status)
@@ -113,6 +153,31 @@ def test_an_approved_staging_version_lands_in_prod_pending_with_its_digest(accou
     [source] = accounts.staging_sagemaker.list_model_packages(
         ModelPackageGroupName=STAGING.model_package_group_name)["ModelPackageSummaryList"]
     assert source["ModelPackageArn"] == source_arn and source["ModelApprovalStatus"] == "Approved"
+
+
+def test_staging_metrics_and_baselines_travel_with_the_promotion(accounts):
+    quality = accounts.write_baselines("execution-7")
+    source_arn = accounts.register_in_staging(accounts.seal(b"gated model"), quality=quality)
+    requests = []
+    accounts.prod_sagemaker.meta.events.register(
+        "before-parameter-build.sagemaker.CreateModelPackage", lambda params, **_: requests.append(dict(params)))
+
+    promote(accounts.promoter, STAGING, PROD, version_of(source_arn))
+
+    [request] = requests
+    shape = accounts.prod_sagemaker.meta.service_model.operation_model("CreateModelPackage").input_shape
+    assert not ParamValidator().validate(request, shape).has_errors()
+    # The URIs in staging's bucket, with their content types, exactly as staging registered them.
+    assert (request["ModelMetrics"], request["DriftCheckBaselines"]) == (quality["ModelMetrics"], quality["DriftCheckBaselines"])
+    [package] = accounts.prod_packages()
+    assert (package["ModelMetrics"], package["DriftCheckBaselines"]) == (quality["ModelMetrics"], quality["DriftCheckBaselines"])
+
+
+def test_a_version_registered_without_baselines_is_promoted_without_them(accounts):
+    source_arn = accounts.register_in_staging(accounts.seal(b"older pipeline"))
+    promote(accounts.promoter, STAGING, PROD, version_of(source_arn))
+    [package] = accounts.prod_packages()
+    assert "DriftCheckBaselines" not in package and "ModelMetrics" not in package
 
 
 def test_promoting_the_same_version_again_returns_the_first_promotion(accounts):
@@ -283,6 +348,66 @@ def test_an_approved_promoted_version_whose_digest_fails_is_dead_lettered_and_no
     assert world.update_stack_calls == 0
     assert world.declared() != arn
     assert world.metric(deployer.PROMOTION_FAILURES_METRIC)["Sum"] == 1
+
+
+# --- prod's whole approval: the deployer publishes staging's baselines to prod's monitoring ----------
+# The stand-in serving stack in prod's account; the deployer's requests naming staging's bucket or
+# versions go to staging's account, as AWS routes them.
+
+@pytest.fixture
+def prod_world(accounts, moto_endpoint, monkeypatch) -> World:
+    ssm_parameters_resolved_on_update(monkeypatch)
+    world = World(moto_endpoint, settings=PROD_SERVING_SETTINGS, account=PROD.account,
+                  bucket_accounts={SOURCE_BUCKET: STAGING.account, PROD_BUCKET: PROD.account},
+                  endpoint_name=PROD.endpoint_name)
+    world.create_stack(with_group=False)  # the accounts fixture made prod's group
+    world.clients.s3.create_bucket(Bucket=PROD_BUCKET)
+    return world
+
+
+def published_baselines(world: World) -> dict[str, bytes]:
+    found = {}
+    for path in BASELINE_FILES.values():
+        kind, file_name = path.split("/")
+        try:
+            body = world.clients.s3.get_object(Bucket=PROD_BUCKET, Key=serving_baseline_key(PROD.endpoint_name, kind, file_name))
+        except world.clients.s3.exceptions.NoSuchKey:
+            continue
+        found[path] = body["Body"].read()
+    return found
+
+
+def staging_object(accounts: Accounts, uri: str) -> bytes:
+    return accounts.staging_s3.get_object(Bucket=SOURCE_BUCKET, Key=uri.split("/", 3)[3])["Body"].read()
+
+
+def test_approving_a_promotion_in_prod_publishes_stagings_baselines_then_moves_the_endpoint(accounts, prod_world):
+    quality = accounts.write_baselines("execution-7")
+    source_arn = accounts.register_in_staging(accounts.seal(b"monitored model"), quality=quality)
+    arn = promote(accounts.promoter, STAGING, PROD, version_of(source_arn)).target_arn
+
+    assert approve_promotion(prod_world, arn) == {"batchItemFailures": []}
+
+    published = published_baselines(prod_world)
+    assert set(published) == set(BASELINE_FILES.values())
+    for (kind, document), path in BASELINE_FILES.items():
+        # Byte for byte what staging's pipeline wrote, now in prod's bucket at the schedules' keys.
+        assert published[path] == staging_object(accounts, quality["DriftCheckBaselines"][kind][document]["S3Uri"]), path
+    assert prod_world.update_stack_calls == 1
+    assert prod_world.declared() == arn and prod_world.served() == arn
+
+
+def test_a_promotion_without_baselines_serves_and_keeps_the_published_ones(accounts, prod_world, caplog):
+    caplog.set_level("INFO")
+    source_arn = accounts.register_in_staging(accounts.seal(b"before baselines"))
+    arn = promote(accounts.promoter, STAGING, PROD, version_of(source_arn)).target_arn
+
+    assert approve_promotion(prod_world, arn) == {"batchItemFailures": []}
+
+    assert f"Package {arn} has no complete DriftCheckBaselines: monitoring keeps the previous baselines" in caplog.text
+    assert published_baselines(prod_world) == {}
+    assert prod_world.update_stack_calls == 1
+    assert prod_world.declared() == arn and prod_world.served() == arn
 
 
 # --- The command line -----------------------------------------------------------------------------

@@ -18,6 +18,8 @@ STAGING, PROD = load_environment("staging"), load_environment("prod")
 KEY_ID = "11111111-2222-3333-4444-555555555555"
 TRANSPORT = {"aws:SecureTransport": "true", "s3:TlsVersion": "1.3"}
 SEALED_KEY = f"immutable-models/sha256/{'ab' * 32}/model.tar.gz"
+# A baseline staging's pipeline writes (pipeline_definition/steps/baselines.py) and registers.
+BASELINE_KEY = "monitoring-baselines/execution-7/data-quality/statistics.json"
 STAGING_PACKAGE = f"arn:aws:sagemaker:{STAGING.region}:{STAGING.account}:model-package/{STAGING.model_package_group_name}/3"
 PROD_PACKAGE = f"arn:aws:sagemaker:{PROD.region}:{PROD.account}:model-package/{PROD.model_package_group_name}/1"
 
@@ -157,6 +159,49 @@ def test_other_principals_of_prod_get_no_artifact(promotion):
         request = Request(stranger, "kms:Decrypt", promotion.key_arn,
                           {"aws:PrincipalArn": stranger, "kms:ViaService": f"s3.{STAGING.region}.amazonaws.com"})
         assert evaluate_cross_account(request, admin, [promotion.key_policy]) == IMPLICITLY_DENIED
+
+
+# --- staging's baselines: prod's deployer alone reads them ------------------------------------------
+
+def test_prods_deployer_reads_and_decrypts_stagings_baselines(promotion):
+    """publish_serving_baselines copies a promoted version's DriftCheckBaselines out of staging's bucket."""
+    for key in (BASELINE_KEY, "monitoring-baselines/execution-7/model-quality/constraints.json"):
+        assert promotion.get_object(DEPLOYER, key) == ALLOWED, key
+    assert promotion.decrypt(DEPLOYER) == ALLOWED
+
+
+@pytest.mark.parametrize("principal", [SERVING_MODEL, PROMOTER])
+def test_no_other_prod_role_reads_stagings_baselines(promotion, principal):
+    assert promotion.get_object(principal, BASELINE_KEY) == IMPLICITLY_DENIED
+
+
+@pytest.mark.parametrize("key", ["serving-baselines/review-classifier-staging/data-quality/statistics.json",
+                                 "pipeline-executions/execution-7/evaluation/evaluation.json",
+                                 "monitoring-baselines-old/x.json", "data/monitoring-baselines/x.json"])
+def test_the_deployer_reads_nothing_else_of_staging(promotion, key):
+    assert promotion.get_object(DEPLOYER, key) == IMPLICITLY_DENIED
+
+
+@pytest.mark.parametrize("action", ["s3:PutObject", "s3:DeleteObject", "s3:GetObjectVersion", "s3:ListBucket"])
+def test_the_deployer_only_gets_baselines(promotion, action):
+    assert promotion.get_object(DEPLOYER, BASELINE_KEY, action=action) == IMPLICITLY_DENIED
+
+
+def test_stagings_baselines_stay_closed_to_other_principals(promotion):
+    admin = [{"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}]
+    for stranger in (PROD_ADMIN, DEV_DEPLOYER):
+        request = Request(stranger, "s3:GetObject", f"{promotion.bucket_arn}/{BASELINE_KEY}",
+                          {**TRANSPORT, "aws:PrincipalArn": stranger})
+        assert evaluate_cross_account(request, admin, [promotion.bucket_policy]) == IMPLICITLY_DENIED, stranger
+
+
+def test_the_deployers_own_policy_reads_baselines_of_stagings_account_only(promotion):
+    def read(account: str) -> str:
+        return evaluate(Request(DEPLOYER, "s3:GetObject", f"arn:aws:s3:::any-bucket/{BASELINE_KEY}",
+                                {"s3:ResourceAccount": account}), promotion.roles[DEPLOYER])
+
+    assert read(STAGING.account) == ALLOWED
+    assert read(load_environment("dev").account) == IMPLICITLY_DENIED
 
 
 # --- prod's side --------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 from stacks.config import load_environment
 from stacks.lambdas.approval_deployer import handler as deployer
+from support.moto_accounts import route_to_owner
 from support.moto_cloudformation import moto_stack, roll_back_update
 
 CONFIG = load_environment("dev")
@@ -40,6 +41,14 @@ SETTINGS = deployer.Settings(
     environment_name=CONFIG.name,
     metric_namespace="ReviewClassifier/Serving",
 )
+def stand_in_template(endpoint_name: str, approved_package_parameter: str) -> dict:
+    """The stand-in serving stack of another environment's names."""
+    template = json.loads(json.dumps(STAND_IN_TEMPLATE))
+    template["Parameters"][PARAMETER]["Default"] = approved_package_parameter
+    template["Resources"]["Endpoint"]["Properties"]["EndpointName"] = endpoint_name
+    return template
+
+
 STAND_IN_TEMPLATE = {
     "Parameters": {
         PARAMETER: {"Type": "AWS::SSM::Parameter::Value<String>", "Default": APPROVED_PACKAGE_PARAMETER},
@@ -150,14 +159,21 @@ def sqs_batch(*bodies: dict | str) -> dict:
 class World:
     """Clients on moto (optionally through the fault proxy) plus what the tests inspect. The
     handler runs with `settings` and `handler_clients` (by default the same clients as set-up and
-    inspection; where IAM is enforced, clients with its role's credentials)."""
+    inspection; where IAM is enforced, clients with its role's credentials). With `account`, the
+    world lives in that account of moto's server and requests naming another account's resources
+    go there (tests/support/moto_accounts.py); the stack, parameter and group are the settings'."""
 
     def __init__(
         self, endpoint_url: str, *, settings: deployer.Settings = SETTINGS, handler_clients: deployer.Clients | None = None,
+        account: str | None = None, bucket_accounts: dict[str, str] | None = None, endpoint_name: str = ENDPOINT_NAME,
     ) -> None:
         kwargs = {"endpoint_url": endpoint_url, "region_name": REGION}
         self.clients = deployer.Clients.create(**kwargs)  # the handler's own retry configuration
+        if account is not None:
+            for client in vars(self.clients).values():
+                route_to_owner(client, account, bucket_accounts)
         self.handler_clients = handler_clients or self.clients
+        self.endpoint_name = endpoint_name
         self.registry = Registry(self.clients.sagemaker)
         self.update_requests: list[dict] = []
         self.handler_clients.cloudformation.meta.events.register(
@@ -173,18 +189,20 @@ class World:
     def update_stack_calls(self) -> int:
         return len(self.update_requests)
 
-    def create_stack(self) -> None:
+    def create_stack(self, *, with_group: bool = True) -> None:
         """What exists before the first approval: the foundation's parameter, the bootstrap's
-        version, the model package group and the serving stack without an endpoint."""
-        ssm = self.clients.ssm
-        ssm.put_parameter(Name=APPROVED_PACKAGE_PARAMETER, Value="none", Type="String")
+        version, the model package group (unless the test made it) and the serving stack without
+        an endpoint."""
+        ssm, settings = self.clients.ssm, self.settings
+        ssm.put_parameter(Name=settings.approved_package_parameter_name, Value="none", Type="String")
         ssm.put_parameter(Name=BOOTSTRAP_VERSION_PARAMETER, Value="21", Type="String")
-        self.clients.sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
+        if with_group:
+            self.clients.sagemaker.create_model_package_group(ModelPackageGroupName=settings.model_package_group_name)
         self.clients.cloudformation.create_stack(
-            StackName=STACK_NAME,
-            TemplateBody=json.dumps(STAND_IN_TEMPLATE),
+            StackName=settings.stack_name,
+            TemplateBody=json.dumps(stand_in_template(self.endpoint_name, settings.approved_package_parameter_name)),
             Parameters=[
-                {"ParameterKey": PARAMETER, "ParameterValue": APPROVED_PACKAGE_PARAMETER},
+                {"ParameterKey": PARAMETER, "ParameterValue": settings.approved_package_parameter_name},
                 {"ParameterKey": "BootstrapVersion", "ParameterValue": BOOTSTRAP_VERSION_PARAMETER},
                 {"ParameterKey": "DataCaptureSamplingPercent", "ParameterValue": "50"},
             ],
@@ -204,15 +222,15 @@ class World:
         ))
 
     def stack_parameters(self) -> dict[str, str]:
-        stack = self.clients.cloudformation.describe_stacks(StackName=STACK_NAME)["Stacks"][0]
+        stack = self.clients.cloudformation.describe_stacks(StackName=self.settings.stack_name)["Stacks"][0]
         return {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}
 
     def declared(self) -> str:
-        return self.clients.ssm.get_parameter(Name=APPROVED_PACKAGE_PARAMETER)["Parameter"]["Value"]
+        return self.clients.ssm.get_parameter(Name=self.settings.approved_package_parameter_name)["Parameter"]["Value"]
 
     def served(self) -> str:
         """The package the stack's endpoint runs, read from SageMaker ("none" without an endpoint)."""
-        resources = self.clients.cloudformation.describe_stack_resources(StackName=STACK_NAME)["StackResources"]
+        resources = self.clients.cloudformation.describe_stack_resources(StackName=self.settings.stack_name)["StackResources"]
         endpoints = [r["PhysicalResourceId"] for r in resources if r.get("ResourceType") == "AWS::SageMaker::Endpoint"]
         if not endpoints:
             return "none"
@@ -223,8 +241,8 @@ class World:
         return model["PrimaryContainer"]["ModelPackageName"]
 
     def stack_updates(self) -> int:
-        events = self.clients.cloudformation.describe_stack_events(StackName=STACK_NAME)["StackEvents"]
-        return sum(1 for e in events if e["LogicalResourceId"] == STACK_NAME and e["ResourceStatus"] == "UPDATE_COMPLETE")
+        events = self.clients.cloudformation.describe_stack_events(StackName=self.settings.stack_name)["StackEvents"]
+        return sum(1 for e in events if e["LogicalResourceId"] == self.settings.stack_name and e["ResourceStatus"] == "UPDATE_COMPLETE")
 
     def dead_letters(self) -> list[tuple[str, dict[str, str]]]:
         response = self.clients.sqs.receive_message(

@@ -379,9 +379,11 @@ def publish_serving_baselines(clients: Clients, settings: Settings, package_arn:
     bucket, prefix = _bucket_and_key(settings.serving_baselines_uri.rstrip("/"))
     for source, target in sources:
         source_bucket, source_key = _bucket_and_key(source)
+        # No encryption headers: the copy takes the destination bucket's default, the environment's
+        # key. `aws:kms` without a key id would encrypt it with the AWS managed key aws/s3 (S3
+        # PutObject/CopyObject reference). The source may be a promotion source's bucket.
         clients.s3.copy_object(Bucket=bucket, Key=f"{prefix}/{target}",
-                               CopySource={"Bucket": source_bucket, "Key": source_key},
-                               ServerSideEncryption="aws:kms")
+                               CopySource={"Bucket": source_bucket, "Key": source_key})
     LOGGER.info("Monitoring baselines of %s published to %s", package_arn, settings.serving_baselines_uri)
     return len(sources)
 
