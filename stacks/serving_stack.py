@@ -212,7 +212,8 @@ class ServingStack(cdk.Stack):
         watched = [*self.served.node.find_all(), *(self.monitoring.node.find_all() if self.monitoring else [])]
         for child in watched:
             if isinstance(child, cloudwatch.CfnAlarm):
-                if not isinstance(child.alarm_name, str) or cdk.Token.is_unresolved(child.alarm_name):
+                name = child.alarm_name  # read once: a jsii round trip
+                if not isinstance(name, str) or cdk.Token.is_unresolved(name):
                     raise ValueError(f"{child.node.path}: the approval update role needs a fixed alarm name")
-                names.append(child.alarm_name)
+                names.append(name)
         return tuple(names)

@@ -320,8 +320,12 @@ class ApprovalDeployer(Construct):
         stack = cdk.Stack.of(self)
         stack_arn = stack.format_arn(service="cloudformation", resource="stack", resource_name=f"{stack.stack_name}/*")
 
+        region, account = stack.region, stack.account  # each read is a jsii round trip
+        sagemaker_arn_prefix = f"arn:{stack.partition}:sagemaker:{region}:{account}"
+
         def sagemaker_arn(resource: str, name: str) -> str:
-            return stack.format_arn(service="sagemaker", resource=resource, resource_name=name)
+            # Stack.format_arn's own concatenation, without a round trip to node per ARN.
+            return f"{sagemaker_arn_prefix}:{resource}/{name}"
 
         packages = sagemaker_arn("model-package", f"{props.model_package_group_name}/*")
         statements = [
@@ -414,11 +418,11 @@ class ApprovalDeployer(Construct):
             "cloudwatch:PutMetricData support no resource-level permissions (the metric namespace is "
             "pinned by a condition).",
             applies_to=[
-                f"Resource::arn:<AWS::Partition>:cloudformation:{stack.region}:{stack.account}:stack/{stack.stack_name}/*",
-                f"Resource::arn:<AWS::Partition>:sagemaker:{stack.region}:{stack.account}:"
+                f"Resource::arn:<AWS::Partition>:cloudformation:{region}:{account}:stack/{stack.stack_name}/*",
+                f"Resource::arn:<AWS::Partition>:sagemaker:{region}:{account}:"
                 f"model-package/{props.model_package_group_name}/*",
-                f"Resource::arn:<AWS::Partition>:sagemaker:{stack.region}:{stack.account}:endpoint-config/*",
-                f"Resource::arn:<AWS::Partition>:sagemaker:{stack.region}:{stack.account}:model/*",
+                f"Resource::arn:<AWS::Partition>:sagemaker:{region}:{account}:endpoint-config/*",
+                f"Resource::arn:<AWS::Partition>:sagemaker:{region}:{account}:model/*",
                 "Resource::*",
             ],
             apply_to_children=True,

@@ -78,8 +78,12 @@ class ApprovalUpdateRole(Construct):
             ),
         )
 
+        region, account = stack.region, stack.account  # each read is a jsii round trip
+        sagemaker_arn_prefix = f"arn:{stack.partition}:sagemaker:{region}:{account}"
+
         def sagemaker_arn(resource: str, name: str) -> str:
-            return stack.format_arn(service="sagemaker", resource=resource, resource_name=name)
+            # Stack.format_arn's own concatenation, without a round trip to node per ARN.
+            return f"{sagemaker_arn_prefix}:{resource}/{name}"
 
         models = sagemaker_arn("model", "*")
         endpoint_configs = sagemaker_arn("endpoint-config", "*")
@@ -188,21 +192,21 @@ class ApprovalUpdateRole(Construct):
             self.role.add_to_policy(statement)
 
         findings = [
-            f"Resource::arn:<AWS::Partition>:sagemaker:{stack.region}:{stack.account}:model/*",
-            f"Resource::arn:<AWS::Partition>:sagemaker:{stack.region}:{stack.account}:endpoint-config/*",
-            f"Resource::arn:<AWS::Partition>:sagemaker:{stack.region}:{stack.account}:"
+            f"Resource::arn:<AWS::Partition>:sagemaker:{region}:{account}:model/*",
+            f"Resource::arn:<AWS::Partition>:sagemaker:{region}:{account}:endpoint-config/*",
+            f"Resource::arn:<AWS::Partition>:sagemaker:{region}:{account}:"
             f"model-package/{props.model_package_group_name}/*",
             "Resource::*",
         ]
         if props.auto_scaling:
             findings.append(
-                f"Resource::arn:<AWS::Partition>:cloudwatch:{stack.region}:{stack.account}:"
+                f"Resource::arn:<AWS::Partition>:cloudwatch:{region}:{account}:"
                 f"alarm:TargetTracking-endpoint/{props.endpoint_name}/*"
             )
         if props.monitoring_role is not None:
-            findings += [f"Resource::arn:<AWS::Partition>:sagemaker:{stack.region}:{stack.account}:{kind}/*"
+            findings += [f"Resource::arn:<AWS::Partition>:sagemaker:{region}:{account}:{kind}/*"
                          for kind in ("data-quality-job-definition", "model-quality-job-definition")]
-            findings.append(f"Resource::arn:<AWS::Partition>:sagemaker:{stack.region}:{stack.account}:"
+            findings.append(f"Resource::arn:<AWS::Partition>:sagemaker:{region}:{account}:"
                             f"monitoring-schedule/{props.endpoint_name}-*")
         suppress(
             self.role,

@@ -43,6 +43,8 @@ class PipelineExecutionRole(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, props: PipelineExecutionRoleProps) -> None:
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
+        region, account = stack.region, stack.account  # each read is a jsii round trip
+        self._sagemaker_arn_prefix = f"arn:{stack.partition}:sagemaker:{region}:{account}"
         self.role = iam.Role(
             self,
             "Role",
@@ -116,7 +118,7 @@ class PipelineExecutionRole(Construct):
         allow("TagPipelineResources", ["sagemaker:AddTags"], list(job_arns.values()))
         for kind in job_arns:
             wildcards.append((
-                f"Resource::arn:<AWS::Partition>:sagemaker:{stack.region}:{stack.account}:{kind}/{PIPELINE_RESOURCE_NAME_PATTERN}",
+                f"Resource::arn:<AWS::Partition>:sagemaker:{region}:{account}:{kind}/{PIPELINE_RESOURCE_NAME_PATTERN}",
                 f"SageMaker Pipelines names each {kind} 'pipelines-<execution id>-<step>-<hash>'; "
                 "the prefix is as narrow as the service allows.",
             ))
@@ -151,7 +153,7 @@ class PipelineExecutionRole(Construct):
             resources=[group_arn, package_arns],
         ))
         wildcards.append((
-            f"Resource::arn:<AWS::Partition>:sagemaker:{stack.region}:{stack.account}:model-package/{props.model_package_group_name}/*",
+            f"Resource::arn:<AWS::Partition>:sagemaker:{region}:{account}:model-package/{props.model_package_group_name}/*",
             "Model versions of the environment's own model package group; version numbers are "
             "assigned by SageMaker at registration.",
         ))
@@ -180,7 +182,7 @@ class PipelineExecutionRole(Construct):
         )
         for group in ("ProcessingJobs", "TrainingJobs"):
             wildcards.append((
-                f"Resource::arn:<AWS::Partition>:logs:{stack.region}:{stack.account}:log-group:/aws/sagemaker/{group}:*",
+                f"Resource::arn:<AWS::Partition>:logs:{region}:{account}:log-group:/aws/sagemaker/{group}:*",
                 "Log streams of SageMaker jobs, named by SageMaker after each job, inside its fixed log group.",
             ))
         allow(
@@ -211,5 +213,6 @@ class PipelineExecutionRole(Construct):
             suppress(self.role, "AwsSolutions-IAM5", reason, applies_to=[finding], apply_to_children=True)
 
     def _sagemaker_arn(self, resource: str, resource_name: str) -> str:
-        return cdk.Stack.of(self).format_arn(service="sagemaker", resource=resource, resource_name=resource_name)
+        # Stack.format_arn's own concatenation, from values read once (each read is a jsii round trip).
+        return f"{self._sagemaker_arn_prefix}:{resource}/{resource_name}"
 
