@@ -169,7 +169,7 @@ def _argmax(row):
     return max(range(len(row)), key=row.__getitem__)
 
 
-@pytest.mark.parametrize("max_samples, batch_size", [(0, 3), (4, 64)])
+@pytest.mark.parametrize("max_samples, batch_size", [(0, 3), (4, 64), (0, 1)])
 def test_the_step_scores_each_review_once_and_reports_what_it_wrote(untrained_job, tmp_path, capsys, max_samples, batch_size):
     archive, test_dir, labels, probabilities = untrained_job
     scored = len(labels) if max_samples == 0 else max_samples
@@ -202,9 +202,10 @@ def test_the_step_scores_each_review_once_and_reports_what_it_wrote(untrained_jo
 @pytest.mark.parametrize("argument", [["--batch-size", "0"], ["--max-samples", "-1"]])
 def test_a_batch_size_below_one_or_a_negative_sample_count_is_refused(untrained_job, tmp_path, argument):
     archive, test_dir, _, _ = untrained_job
-    with pytest.raises(SystemExit, match="--batch-size must be >= 1 and --max-samples >= 0"):
+    with pytest.raises(SystemExit) as refused:
         evaluate.main(["--model-archive", str(archive), "--test-dir", str(test_dir),
                        "--output-dir", str(tmp_path), *argument])
+    assert str(refused.value) == "--batch-size must be >= 1 and --max-samples >= 0"
     assert not list(tmp_path.iterdir())
 
 
