@@ -63,9 +63,12 @@ TARGETS: tuple[MutationTarget, ...] = (
             *(
                 f"tests/pipeline_definition/test_dag.py::{test}"
                 for test in (
-                    "test_steps_run_fingerprint_prepare_train_seal_evaluate_then_the_accuracy_gate",
+                    "test_steps_run_fingerprint_prepare_train_seal_evaluate_then_the_quality_gate",
                     "test_property_file_path_reads_the_accuracy_evaluate_py_writes",
                     "test_registration_declares_content_types_metrics_and_approval",
+                    "test_the_gate_requires_accuracy_macro_f1_and_every_class_recall_at_floor_and_parameter",
+                    "test_the_definitions_class_names_and_domain_wildcard_are_the_container_codes",
+                    "test_a_class_recall_fail_step_names_the_class_its_recall_and_both_thresholds",
                     "test_the_gate_holds_the_environments_floor_whatever_min_accuracy_a_run_sets",
                     "test_each_fail_step_states_the_accuracy_and_the_threshold_it_missed",
                     "test_an_artifact_already_in_the_registry_is_not_registered_again",
@@ -77,11 +80,38 @@ TARGETS: tuple[MutationTarget, ...] = (
     MutationTarget(
         "approval_deployer",
         "stacks/lambdas/approval_deployer/handler.py",
-        ("tests/serving/test_approval_deployer_handler.py",),
+        # The promotion check (issue 13) and the serving baselines (issue 11) are tested in their
+        # own files, all against moto in seconds.
+        (
+            "tests/serving/test_approval_deployer_handler.py",
+            "tests/serving/test_model_promotion.py",
+            "tests/serving/test_serving_baselines.py",
+        ),
     ),
     MutationTarget("prepare", "container_code/prepare.py", ("tests/container_code/test_prepare.py",), flat=True),
     MutationTarget(
-        "evaluate", "container_code/evaluate.py", ("tests/container_code/test_evaluate.py",), flat=True
+        "evaluate",
+        "container_code/evaluate.py",
+        # test_processing_step_scores_the_test_split_from_model_tar_gz trains a model first (about
+        # 35 s a mutant of `main`); the in-process tests of `main` score an untrained one.
+        tuple(
+            f"tests/container_code/test_evaluate.py::{test}"
+            for test in (
+                "test_model_quality_report_on_a_known_prediction_set",
+                "test_report_has_exactly_the_contract_shape_and_is_json",
+                "test_a_class_never_predicted_counts_as_zero_precision_not_an_error",
+                "test_a_model_that_ignores_a_class_scores_well_on_accuracy_but_not_on_macro_f1_or_its_recall",
+                "test_expected_calibration_error_on_known_probabilities",
+                "test_mismatched_or_empty_predictions_are_refused",
+                "test_per_class_report_and_picture",
+                "test_without_matplotlib_the_metrics_are_still_written",
+                "test_the_step_scores_each_review_once_and_reports_what_it_wrote",
+                "test_a_batch_size_below_one_or_a_negative_sample_count_is_refused",
+                "test_without_arguments_the_step_reads_and_writes_sagemakers_processing_paths",
+            )
+        ),
+        flat=True,
+        fork_safe=False,  # main runs torch, as inference does
     ),
 )
 

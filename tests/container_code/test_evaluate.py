@@ -14,6 +14,7 @@ import evaluate
 import model_io
 import reviews
 import split_dataset
+from tiny_roberta import write_prepared_splits
 
 # negative, neutral, positive = 0, 1, 2; two reviews of each class.
 ACTUAL = [0, 0, 1, 1, 2, 2]
@@ -142,3 +143,76 @@ def test_processing_step_scores_the_test_split_from_model_tar_gz(model_archive, 
 def test_a_missing_model_archive_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="model archive .*model.tar.gz does not exist"):
         model_io.unpack_model_archive(tmp_path, tmp_path / "out")
+
+
+# The processing step in process, on an untrained tiny model: what it scores and writes does not
+# depend on what the model learned, and it runs in seconds, where the end-to-end test above
+# trains a model first.
+@pytest.fixture(scope="module")
+def untrained_job(tmp_path_factory):
+    from support.local_endpoint import build_tiny_artifact
+
+    artifact = build_tiny_artifact(tmp_path_factory.mktemp("untrained"), max_seq_length=32)
+    archive = model_io.pack_model_archive(artifact, tmp_path_factory.mktemp("s3") / "model.tar.gz")
+    prepared = write_prepared_splits(artifact, tmp_path_factory.mktemp("prepared"), rows_per_split={"test": 7})
+    model, tokenizer, _ = model_io.load_for_inference(artifact)
+    test = split_dataset.load_split(prepared / "test", pad_token_id=tokenizer.pad_token_id)
+    # Each review scored alone, without padding: evaluate.py's batches must not change a score.
+    probabilities = []
+    for row in test.input_ids:
+        ids = row[row != tokenizer.pad_token_id].unsqueeze(0)
+        probabilities.append(model_io.class_probabilities(model, ids, ids.new_ones(ids.shape))[0].tolist())
+    return archive, prepared / "test", test.label_ids.tolist(), probabilities
+
+
+def _argmax(row):
+    return max(range(len(row)), key=row.__getitem__)
+
+
+@pytest.mark.parametrize("max_samples, batch_size", [(0, 3), (4, 64), (0, 1)])
+def test_the_step_scores_each_review_once_and_reports_what_it_wrote(untrained_job, tmp_path, capsys, max_samples, batch_size):
+    archive, test_dir, labels, probabilities = untrained_job
+    scored = len(labels) if max_samples == 0 else max_samples
+    labels, probabilities = labels[:scored], probabilities[:scored]
+    output = tmp_path / "evaluation"
+
+    report = evaluate.main(["--model-archive", str(archive), "--test-dir", str(test_dir), "--output-dir", str(output),
+                            "--batch-size", str(batch_size), "--max-samples", str(max_samples)])
+
+    assert json.loads((output / evaluate.EVALUATION_FILE).read_text()) == report
+    metrics = report["multiclass_classification_metrics"]
+    predicted = [_argmax(row) for row in probabilities]
+    assert metrics["confusion_matrix"] == evaluate.model_quality_report(labels, predicted)["multiclass_classification_metrics"]["confusion_matrix"]
+    assert metrics["expected_calibration_error"]["value"] == pytest.approx(
+        evaluate.expected_calibration_error(probabilities, labels), abs=1e-5)
+    outcomes = list(reviews.read_jsonl(output / "model-quality" / "part-00000.jsonl"))
+    assert [row["predicted_label"] for row in outcomes] == [reviews.ID2LABEL[p] for p in predicted]
+    assert [row["confidence"] for row in outcomes] == pytest.approx([max(row) for row in probabilities], abs=1e-5)
+
+    printed = capsys.readouterr().out
+    assert f"scoring {scored} test reviews" in printed
+    assert f"scored {scored}/{scored} test reviews" in printed
+    assert f"accuracy: {metrics['accuracy']['value']:.4f}\n" in printed
+    assert f"macro_f1: {metrics['macro_f1']['value']:.4f}\n" in printed
+    assert "confusion_matrix:" not in printed
+    assert (f"wrote {evaluate.CLASS_REPORT_FILE}, {evaluate.CONFUSION_MATRIX_PICTURE}, data-quality, "
+            f"{evaluate.EVALUATION_FILE}, model-quality to {output}") in printed
+
+
+@pytest.mark.parametrize("argument", [["--batch-size", "0"], ["--max-samples", "-1"]])
+def test_a_batch_size_below_one_or_a_negative_sample_count_is_refused(untrained_job, tmp_path, argument):
+    archive, test_dir, _, _ = untrained_job
+    with pytest.raises(SystemExit) as refused:
+        evaluate.main(["--model-archive", str(archive), "--test-dir", str(test_dir),
+                       "--output-dir", str(tmp_path), *argument])
+    assert str(refused.value) == "--batch-size must be >= 1 and --max-samples >= 0"
+    assert not list(tmp_path.iterdir())
+
+
+def test_without_arguments_the_step_reads_and_writes_sagemakers_processing_paths():
+    args = evaluate.build_parser().parse_args([])
+    # A processing job mounts inputs under /opt/ml/processing/input and uploads outputs from
+    # /opt/ml/processing/<name>: run with no arguments, the script finds the pipeline's channels.
+    assert (args.model_archive, args.test_dir, args.output_dir) == (
+        "/opt/ml/processing/input/model/model.tar.gz", "/opt/ml/processing/input/test", "/opt/ml/processing/evaluation")
+    assert (args.batch_size, args.max_samples) == (64, 0)

@@ -559,6 +559,35 @@ def test_check_reports_an_approval_that_never_deployed(moto_endpoint):
         assert len(world.dead_letters()) == 1
 
 
+def test_check_names_the_approved_package_that_never_deployed_and_what_the_stack_serves(moto_endpoint, caplog):
+    with AwsFaultProxy(moto_endpoint) as proxy:
+        world = World(proxy.url)
+        world.create_stack()
+        proxy.inject("UpdateStack", error_code="AccessDenied", message="denied", status=403)
+        arn = world.registry.register()
+        approve(world, arn)  # dead-lettered
+
+        with caplog.at_level(logging.INFO):
+            world.check()
+
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [m for m in errors if m.startswith(f"THE NEWEST APPROVED PACKAGE {arn} IS NOT SERVING (scheduled check)")]
+    assert not [m for m in errors if "Serving check failed" in m]  # a finding, not a failed check
+
+
+def test_a_serving_check_says_what_started_it(world, caplog):
+    world.create_stack()
+    arn = world.registry.register()
+    approve(world, arn)
+
+    with caplog.at_level(logging.INFO):
+        world.stack_status_changed("UPDATE_COMPLETE")
+        world.check()
+
+    served = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"Serving {arn} as declared")]
+    assert served == [f"Serving {arn} as declared (stack status UPDATE_COMPLETE)", f"Serving {arn} as declared (scheduled check)"]
+
+
 def test_check_while_deploying_and_with_nothing_approved_is_not_an_alarm(world):
     world.create_stack()
     world.check()  # nothing approved yet
@@ -627,3 +656,135 @@ def test_request_token_names_the_promoted_version():
     assert deployer.is_promotion_of(token, arn)
     assert not deployer.is_promotion_of(token, arn[:-1] + "3")
     assert not deployer.is_promotion_of("exec-cdk-deploy-1", arn)
+
+
+# --- What a failed check says ------------------------------------------------------------------------
+# The reason is the only thing an operator reads when the not-serving alarm fires.
+
+def _physical_name(world: World, resource_type: str) -> str:
+    resources = world.clients.cloudformation.describe_stack_resources(StackName=STACK_NAME)["StackResources"]
+    (arn,) = [r["PhysicalResourceId"] for r in resources if r.get("ResourceType") == resource_type]
+    return arn.rsplit("/", 1)[-1]
+
+
+def _not_serving_reasons(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.levelno == logging.ERROR and "ENDPOINT DOES NOT SERVE THE APPROVED PACKAGE" in r.getMessage()]
+
+
+@pytest.mark.parametrize("error_code", ["moto", "ResourceNotFound"])
+def test_a_missing_endpoint_is_reported_by_name_with_sagemakers_reason(moto_endpoint, caplog, error_code):
+    with AwsFaultProxy(moto_endpoint) as proxy:
+        world = World(proxy.url)
+        world.create_stack()
+        approve(world, world.registry.register())
+        endpoint = _physical_name(world, "AWS::SageMaker::Endpoint")
+        if error_code == "moto":  # SageMaker answers a ValidationException for an unknown endpoint
+            world.clients.sagemaker.delete_endpoint(EndpointName=endpoint)
+        else:
+            proxy.inject("DescribeEndpoint", error_code=error_code, message="no such endpoint here")
+
+        with caplog.at_level(logging.INFO):
+            assert world.check() == {"batchItemFailures": []}
+
+    (reason,) = _not_serving_reasons(caplog)
+    assert f"endpoint {endpoint} does not exist (" in reason
+    if error_code != "moto":
+        assert reason.endswith("(no such endpoint here)")
+    assert world.metric(deployer.NOT_SERVING_METRIC)["Maximum"] == 1
+
+
+def test_an_endpoint_that_cannot_be_described_fails_the_check_not_the_endpoint(moto_endpoint, caplog):
+    with AwsFaultProxy(moto_endpoint) as proxy:
+        world = World(proxy.url)
+        world.create_stack()
+        approve(world, world.registry.register())
+        proxy.inject("DescribeEndpoint", error_code="AccessDeniedException", message="denied", status=400)
+
+        with caplog.at_level(logging.INFO):
+            world.check()
+
+    assert _not_serving_reasons(caplog) == []
+    assert any("Serving check failed" in r.getMessage() and "AccessDeniedException" in r.getMessage()
+               for r in caplog.records)
+    assert world.metric(deployer.NOT_SERVING_METRIC)["Maximum"] == 1
+
+
+@pytest.mark.parametrize("status, failure_reason", [("Failed", "the model container exited"), ("Creating", None)])
+def test_an_endpoint_out_of_service_is_reported_with_its_status_and_failure_reason(world, caplog, status, failure_reason):
+    from moto.sagemaker.models import sagemaker_backends
+
+    world.create_stack()
+    approve(world, world.registry.register())
+    endpoint_name = _physical_name(world, "AWS::SageMaker::Endpoint")
+    # What SageMaker answers for an endpoint whose update failed (moto's endpoints are always InService).
+    endpoint = sagemaker_backends[ACCOUNT][REGION].endpoints[endpoint_name]
+    endpoint.endpoint_status = status
+    endpoint.failure_reason = failure_reason
+
+    with caplog.at_level(logging.INFO):
+        world.check()
+
+    (reason,) = _not_serving_reasons(caplog)
+    assert reason.endswith(f"endpoint {endpoint_name} is {status} ({failure_reason or ''})")
+    assert world.metric(deployer.NOT_SERVING_METRIC)["Maximum"] == 1
+
+
+def _rebuild_stacks_endpoint_config(world: World, **model: dict) -> None:
+    """Delete the stack's endpoint config and recreate it, under the same name and outside
+    CloudFormation, on a model "out-of-band" with the given containers."""
+    sagemaker = world.clients.sagemaker
+    config_name = _physical_name(world, "AWS::SageMaker::EndpointConfig")
+    sagemaker.create_model(ModelName="out-of-band", ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/model-execution", **model)
+    sagemaker.delete_endpoint_config(EndpointConfigName=config_name)
+    sagemaker.create_endpoint_config(EndpointConfigName=config_name, ProductionVariants=[{
+        "VariantName": "AllTraffic", "ModelName": "out-of-band", "InitialInstanceCount": 1,
+        "InstanceType": "ml.m5.large"}])
+
+
+@pytest.mark.parametrize("built_from", ["older-package", "image"])
+def test_an_endpoint_config_rebuilt_under_the_stacks_name_on_another_model_is_reported(world, caplog, built_from):
+    """The endpoint runs the stack's endpoint config by name, but that config runs a model built
+    from an older package, or from an image and no package at all."""
+    world.create_stack()
+    old, new = world.registry.register(), world.registry.register()
+    approve(world, old)
+    approve(world, new)
+    container = {"ModelPackageName": old} if built_from == "older-package" else {"Image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/other:1"}
+    _rebuild_stacks_endpoint_config(world, PrimaryContainer=container)
+
+    with caplog.at_level(logging.INFO):
+        world.check()
+
+    (reason,) = _not_serving_reasons(caplog)
+    built = f"['{old}']" if built_from == "older-package" else "no package"
+    assert reason.endswith(f"variant AllTraffic of endpoint {_physical_name(world, 'AWS::SageMaker::Endpoint')} "
+                           f"runs model out-of-band built from {built}, not {new}")
+    assert world.metric(deployer.NOT_SERVING_METRIC)["Maximum"] == 1
+
+
+def test_a_model_that_runs_the_package_as_one_of_its_containers_serves_it(world, caplog):
+    """A model may list its containers (Containers) instead of naming a PrimaryContainer."""
+    world.create_stack()
+    arn = world.registry.register()
+    approve(world, arn)
+    _rebuild_stacks_endpoint_config(world, Containers=[{"ModelPackageName": arn}])
+
+    with caplog.at_level(logging.INFO):
+        assert world.check() == {"batchItemFailures": []}
+
+    assert _not_serving_reasons(caplog) == []
+    assert world.metric(deployer.NOT_SERVING_METRIC)["Maximum"] == 0
+
+
+def test_a_record_without_body_or_message_id_is_dead_lettered_with_placeholders(world):
+    """SQS refuses empty message bodies, so only a malformed invocation sends one; SQS refuses it
+    too, so the dead letter says what was missing."""
+    world.create_stack()
+    result = deployer.handler({"Records": [{"receiptHandle": "handle"}]}, None, clients=world.clients, settings=world.settings)
+
+    assert result == {"batchItemFailures": []}
+    ((body, attributes),) = world.dead_letters()
+    assert body == "<empty message>"
+    assert attributes["SourceMessageId"] == "unknown"
+    assert attributes["FailureReason"].startswith("MalformedEvent")

@@ -230,9 +230,44 @@ def test_the_deployer_accepts_the_promoted_artifact(accounts, caplog):
     assert "artifact" in caplog.text and "verified" in caplog.text
 
 
+def _record_s3_reads(accounts: Accounts) -> list[str]:
+    calls: list[str] = []
+    accounts.deployer.s3.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
+    return calls
+
+
 def test_the_deployer_hashes_the_bytes_when_s3_holds_no_checksum(accounts):
     arn = promoted(accounts, checksum=False)
+    calls = _record_s3_reads(accounts)
     deployer.verify_promoted_artifact(accounts.deployer, PROD_SETTINGS, arn)
+    assert calls == ["HeadObject", "GetObject"]
+
+
+def test_a_stored_checksum_spares_reading_the_model(accounts):
+    arn = promoted(accounts, b"served bytes")
+    # What S3 answers for the sealed object (moto's server answers no checksum): its SHA-256, to
+    # a HEAD that asks for it (ChecksumMode=ENABLED) and only then.
+    asked: list[dict] = []
+    stored = base64.b64encode(hashlib.sha256(b"served bytes").digest()).decode()
+    accounts.deployer.s3.meta.events.register("provide-client-params.s3.HeadObject", lambda params, **_: asked.append(params))
+    accounts.deployer.s3.meta.events.register(
+        "after-call.s3.HeadObject",
+        lambda parsed, **_: parsed.update(ChecksumSHA256=stored) if asked[-1].get("ChecksumMode") == "ENABLED" else None)
+    calls = _record_s3_reads(accounts)
+    deployer.verify_promoted_artifact(accounts.deployer, PROD_SETTINGS, arn)
+    assert calls == ["HeadObject"]
+
+
+def test_a_composite_checksum_is_not_taken_for_the_artifacts_digest(accounts):
+    # A multipart upload's checksum is a checksum of its parts' checksums ("...-2"), not the
+    # object's SHA-256: the deployer reads the bytes instead.
+    arn = promoted(accounts)
+    accounts.deployer.s3.meta.events.register(
+        "after-call.s3.HeadObject",
+        lambda parsed, **_: parsed.update(ChecksumSHA256="Ym90aCBwYXJ0cw==-2", ChecksumType="COMPOSITE"))
+    calls = _record_s3_reads(accounts)
+    deployer.verify_promoted_artifact(accounts.deployer, PROD_SETTINGS, arn)
+    assert calls == ["HeadObject", "GetObject"]
 
 
 def test_the_deployer_refuses_an_artifact_whose_stored_checksum_is_another_digest(accounts):
@@ -257,6 +292,19 @@ def test_the_deployer_refuses_a_version_whose_digest_is_not_its_artifacts(accoun
     )["ModelPackageArn"]
     with pytest.raises(deployer.PermanentFailure, match="is not the sealed artifact with SHA-256 0000"):
         deployer.verify_promoted_artifact(accounts.deployer, PROD_SETTINGS, forged)
+
+
+def test_the_deployer_refuses_a_promoted_version_whose_container_names_no_artifact(accounts):
+    # A container may carry its model in the image: nothing to verify, so nothing is served.
+    source_arn = accounts.register_in_staging(accounts.seal(b"evaluated"))
+    baked = accounts.prod_sagemaker.create_model_package(
+        ModelPackageGroupName=PROD.model_package_group_name, ModelApprovalStatus="PendingManualApproval",
+        InferenceSpecification={**INFERENCE_SPECIFICATION, "Containers": [{"Image": IMAGE}]},
+        CustomerMetadataProperties={"PromotedFromModelPackageArn": source_arn,
+                                    "ModelArtifactSha256": hashlib.sha256(b"evaluated").hexdigest()},
+    )["ModelPackageArn"]
+    with pytest.raises(deployer.PermanentFailure, match=r"artifact \[''\] is not the sealed artifact"):
+        deployer.verify_promoted_artifact(accounts.deployer, PROD_SETTINGS, baked)
 
 
 def test_the_deployer_refuses_a_version_its_source_does_not_register(accounts):

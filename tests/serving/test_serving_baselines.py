@@ -87,3 +87,28 @@ def test_the_setting_is_read_from_the_environment_and_optional():
             "DEAD_LETTER_QUEUE_URL": "q", "MODEL_PACKAGE_GROUP_NAME": "g", "ENVIRONMENT_NAME": "e", "METRIC_NAMESPACE": "m"}
     assert deployer.Settings.from_environment(base).serving_baselines_uri == ""
     assert deployer.Settings.from_environment({**base, "SERVING_BASELINES_URI": SERVING_URI}).serving_baselines_uri == SERVING_URI
+
+
+def test_served_baselines_are_encrypted_with_kms_and_a_trailing_slash_changes_no_key(clients):
+    # The monitoring bucket's policy refuses objects not written under KMS.
+    settings = dataclasses.replace(SETTINGS, serving_baselines_uri=SERVING_URI + "/")
+    assert deployer.publish_serving_baselines(clients, settings, register(clients, "exec1")) == 4
+    for folder in KINDS.values():
+        for name in ("statistics", "constraints"):
+            head = clients.s3.head_object(Bucket=BUCKET, Key=serving_baseline_key(ENDPOINT_NAME, folder, f"{name}.json"))
+            assert head["ServerSideEncryption"] == "aws:kms"
+    assert len(served_baselines(clients)) == 4
+
+
+@pytest.mark.parametrize("missing", [("ModelQuality", "Constraints"), ("ModelDataQuality", "Statistics")])
+def test_a_package_with_only_some_baselines_publishes_none_of_them(clients, missing):
+    # Half a pair would have monitoring compare one package's statistics with another's constraints.
+    settings = dataclasses.replace(SETTINGS, serving_baselines_uri=SERVING_URI)
+    drift = {kind: {document: {"ContentType": "application/json", "S3Uri": f"s3://{BUCKET}/exec2/{kind}/{document}.json"}
+                    for document in ("Statistics", "Constraints") if (kind, document) != missing}
+             for kind in KINDS}
+    arn = clients.sagemaker.create_model_package(
+        ModelPackageGroupName=GROUP, ModelApprovalStatus="PendingManualApproval",
+        InferenceSpecification=INFERENCE_SPECIFICATION, DriftCheckBaselines=drift)["ModelPackageArn"]
+    assert deployer.publish_serving_baselines(clients, settings, arn) == 0
+    assert served_baselines(clients) == {}
