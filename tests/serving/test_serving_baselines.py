@@ -89,14 +89,23 @@ def test_the_setting_is_read_from_the_environment_and_optional():
     assert deployer.Settings.from_environment({**base, "SERVING_BASELINES_URI": SERVING_URI}).serving_baselines_uri == SERVING_URI
 
 
-def test_served_baselines_are_encrypted_with_kms_and_a_trailing_slash_changes_no_key(clients):
-    # The monitoring bucket's policy refuses objects not written under KMS.
+def test_served_baselines_take_the_buckets_key_and_a_trailing_slash_changes_no_key(clients):
+    # The copy names no key: it is encrypted with the bucket's default (the environment key), not
+    # with the AWS-managed aws/s3 key that ServerSideEncryption=aws:kms alone would pick.
+    key_id = "arn:aws:kms:us-east-1:111111111111:key/00000000-0000-0000-0000-000000000001"
+    clients.s3.put_bucket_encryption(Bucket=BUCKET, ServerSideEncryptionConfiguration={"Rules": [
+        {"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_id}}]})
+    # moto applies the bucket's default even to a copy that asks for aws:kms without a key, so the
+    # request itself is checked too: no encryption header that would pick another key.
+    copies = []
+    clients.s3.meta.events.register("provide-client-params.s3.CopyObject", lambda params, **_: copies.append(params))
     settings = dataclasses.replace(SETTINGS, serving_baselines_uri=SERVING_URI + "/")
     assert deployer.publish_serving_baselines(clients, settings, register(clients, "exec1")) == 4
+    assert len(copies) == 4 and not any("ServerSideEncryption" in params for params in copies)
     for folder in KINDS.values():
         for name in ("statistics", "constraints"):
             head = clients.s3.head_object(Bucket=BUCKET, Key=serving_baseline_key(ENDPOINT_NAME, folder, f"{name}.json"))
-            assert head["ServerSideEncryption"] == "aws:kms"
+            assert (head["ServerSideEncryption"], head["SSEKMSKeyId"]) == ("aws:kms", key_id)
     assert len(served_baselines(clients)) == 4
 
 
