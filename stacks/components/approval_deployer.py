@@ -30,6 +30,7 @@ from cdk_nag import RegexAppliesTo
 from constructs import Construct
 
 from stacks.checkov_skips import skip_lambda_checks
+from stacks.components.arns import sagemaker_arn_factory
 from stacks.components.lambda_handlers import HANDLER_RUNTIME, handler_code
 from stacks.components.lifecycle import log_retention, removal_policy
 from stacks.nag_suppressions import suppress
@@ -321,11 +322,7 @@ class ApprovalDeployer(Construct):
         stack_arn = stack.format_arn(service="cloudformation", resource="stack", resource_name=f"{stack.stack_name}/*")
 
         region, account = stack.region, stack.account  # each read is a jsii round trip
-        sagemaker_arn_prefix = f"arn:{stack.partition}:sagemaker:{region}:{account}"
-
-        def sagemaker_arn(resource: str, name: str) -> str:
-            # Stack.format_arn's own concatenation, without a round trip to node per ARN.
-            return f"{sagemaker_arn_prefix}:{resource}/{name}"
+        sagemaker_arn = sagemaker_arn_factory(stack.partition, region, account)
 
         packages = sagemaker_arn("model-package", f"{props.model_package_group_name}/*")
         statements = [

@@ -19,6 +19,7 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from stacks.checkov_skips import skip_checkov
+from stacks.components.arns import sagemaker_arn_factory
 from stacks.nag_suppressions import suppress
 
 CLOUDFORMATION_SERVICE = "cloudformation.amazonaws.com"
@@ -79,11 +80,7 @@ class ApprovalUpdateRole(Construct):
         )
 
         region, account = stack.region, stack.account  # each read is a jsii round trip
-        sagemaker_arn_prefix = f"arn:{stack.partition}:sagemaker:{region}:{account}"
-
-        def sagemaker_arn(resource: str, name: str) -> str:
-            # Stack.format_arn's own concatenation, without a round trip to node per ARN.
-            return f"{sagemaker_arn_prefix}:{resource}/{name}"
+        sagemaker_arn = sagemaker_arn_factory(stack.partition, region, account)
 
         models = sagemaker_arn("model", "*")
         endpoint_configs = sagemaker_arn("endpoint-config", "*")

@@ -12,6 +12,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from pipeline_definition.image_registries import ImageRepository
+from stacks.components.arns import sagemaker_arn_factory
 from stacks.components.image_pulls import image_pull_statements
 from stacks.nag_suppressions import suppress
 
@@ -44,7 +45,7 @@ class PipelineExecutionRole(Construct):
         super().__init__(scope, construct_id)
         stack = cdk.Stack.of(self)
         region, account = stack.region, stack.account  # each read is a jsii round trip
-        self._sagemaker_arn_prefix = f"arn:{stack.partition}:sagemaker:{region}:{account}"
+        self._sagemaker_arn = sagemaker_arn_factory(stack.partition, region, account)
         self.role = iam.Role(
             self,
             "Role",
@@ -211,8 +212,4 @@ class PipelineExecutionRole(Construct):
 
         for finding, reason in wildcards:
             suppress(self.role, "AwsSolutions-IAM5", reason, applies_to=[finding], apply_to_children=True)
-
-    def _sagemaker_arn(self, resource: str, resource_name: str) -> str:
-        # Stack.format_arn's own concatenation, from values read once (each read is a jsii round trip).
-        return f"{self._sagemaker_arn_prefix}:{resource}/{resource_name}"
 
