@@ -18,7 +18,6 @@ Promoting the same source version twice returns the version the first promotion 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import sys
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -29,11 +28,11 @@ from stacks.lambdas.approval_deployer.handler import (
     PROMOTED_FROM_KEY,
     model_data_urls,
     sealed_artifact,
+    sha256_of_object,
 )
 
 APPROVED = "Approved"
 PENDING_MANUAL_APPROVAL = "PendingManualApproval"
-_CHUNK_BYTES = 8 * 1024 * 1024
 # What a new version may carry over from the source's InferenceSpecification (the rest is read-only).
 _CONTAINER_FIELDS = ("Image", "ImageDigest", "ModelDataUrl", "Environment", "Framework", "FrameworkVersion",
                      "NearestModelName", "ModelInput")
@@ -75,13 +74,6 @@ def check_promotable(source: EnvironmentConfig, target: EnvironmentConfig) -> No
     if target.model_source.promote_from != source.name:
         raise PromotionError(f"{target.name} does not promote from {source.name} "
                              f"(environments.{target.name}.model_source.promote_from in cdk.json)")
-
-
-def sha256_of_object(s3: Any, bucket: str, key: str) -> str:
-    digest = hashlib.sha256()
-    for chunk in s3.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(_CHUNK_BYTES):
-        digest.update(chunk)
-    return digest.hexdigest()
 
 
 def existing_promotion(sagemaker: Any, group: str, source_arn: str) -> str | None:

@@ -305,16 +305,21 @@ def model_data_urls(package: Mapping[str, Any]) -> list[str]:
     return [c.get("ModelDataUrl", "") for c in package.get("InferenceSpecification", {}).get("Containers", [])]
 
 
-def artifact_sha256(s3: Any, bucket: str, key: str) -> str:
-    """The SHA-256 S3 verified when the object was written, else (an object written without one)
-    the digest of its bytes, read in chunks."""
-    head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
-    if head.get("ChecksumSHA256") and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":
-        return base64.b64decode(head["ChecksumSHA256"]).hex()
+def sha256_of_object(s3: Any, bucket: str, key: str) -> str:
+    """The digest of the object's bytes, read in chunks."""
     digest = hashlib.sha256()
     for chunk in s3.get_object(Bucket=bucket, Key=key)["Body"].iter_chunks(8 * 1024 * 1024):
         digest.update(chunk)
     return digest.hexdigest()
+
+
+def artifact_sha256(s3: Any, bucket: str, key: str) -> str:
+    """The SHA-256 S3 verified when the object was written, else (an object written without one)
+    the digest of its bytes."""
+    head = s3.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED")
+    if head.get("ChecksumSHA256") and head.get("ChecksumType", "FULL_OBJECT") == "FULL_OBJECT":
+        return base64.b64decode(head["ChecksumSHA256"]).hex()
+    return sha256_of_object(s3, bucket, key)
 
 
 def verify_promoted_artifact(clients: Clients, settings: Settings, package_arn: str) -> None:
