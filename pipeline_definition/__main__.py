@@ -40,6 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if not config.trains:
+        # The app deploys no pipeline there: a printed definition would describe nothing that runs.
+        source = config.model_source.promote_from
+        print(
+            f"error: {args.env} runs no pipeline: it serves model packages promoted from {source} "
+            f"(model_source.promote_from in cdk.json); print {source}'s definition with --env {source}",
+            file=sys.stderr,
+        )
+        return 2
     deploy_time = example_deploy_time_values(config) if args.resolve else None
     settings = PipelineDefinitionSettings.from_environment(config, deploy_time)
     definition = definition_json(settings)

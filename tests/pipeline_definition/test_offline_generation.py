@@ -76,10 +76,17 @@ def test_cli_output_is_identical_across_hash_seeds(tmp_path):
 
 
 def test_cli_resolve_replaces_every_placeholder(tmp_path):
-    result = _run_cli(tmp_path, "--env", "prod", "--resolve")
+    result = _run_cli(tmp_path, "--env", "staging", "--resolve")
     assert result.returncode == 0, result.stderr
     assert "${" not in result.stdout
-    assert "review-classifier-prod-data-333333333333" in result.stdout
+    assert "review-classifier-staging-data-222222222222" in result.stdout
+
+
+def test_cli_refuses_an_environment_that_promotes_instead_of_training(tmp_path):
+    result = _run_cli(tmp_path, "--env", "prod")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "prod runs no pipeline: it serves model packages promoted from staging" in result.stderr
+    assert "--env staging" in result.stderr
 
 
 def test_cli_rejects_an_unknown_environment(tmp_path):
