@@ -42,7 +42,9 @@ class FoundationStack(cdk.Stack):
             "Storage",
             props=EncryptedBucketsProps(
                 resource_prefix=config.resource_prefix,
-                retain_on_delete=config.retain_on_delete,
+                # Another environment serves the sealed artifacts in place (never copied): deleting
+                # this environment must not take them, or their key, away from that endpoint.
+                retain_on_delete=config.retain_on_delete or bool(promotion_targets),
                 access_log_retention_days=config.log_retention_days,
                 data_capture_retention_days=config.serving.data_capture_retention_days,
             ),

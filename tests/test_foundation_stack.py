@@ -14,7 +14,7 @@ from aws_cdk.assertions import Match
 import reviews
 from support.cfn_template import as_list, only, resources_of_type
 from stacks.components.reviews_feature_store import REVIEW_FEATURES
-from stacks.config import load_environment
+from stacks.config import load_all_environments, load_environment, promotion_targets
 
 # Every Resource "*" the pipeline role may hold: actions without resource-level permissions.
 ACTIONS_ALLOWED_ON_ANY_RESOURCE = {"cloudwatch:PutMetricData", "ecr:GetAuthorizationToken"}
@@ -24,6 +24,13 @@ PROJECT_BUCKET_IDS = ("StorageDataBucket", "StorageArtifactsBucket")
 @pytest.fixture
 def config(environment_name):
     return load_environment(environment_name)
+
+
+@pytest.fixture
+def storage_retained(config):
+    """An environment that others promote from keeps its storage whatever its removal policy:
+    their endpoints read the sealed artifacts from its bucket, with its key."""
+    return config.retain_on_delete or bool(promotion_targets(config, load_all_environments()))
 
 
 @pytest.fixture
@@ -55,8 +62,8 @@ def test_customer_managed_key_rotates(template):
     template.has_resource_properties("AWS::KMS::Key", {"EnableKeyRotation": True})
 
 
-def test_key_retention_follows_environment(template, config):
-    expected = "Retain" if config.retain_on_delete else "Delete"
+def test_key_retention_follows_environment(template, storage_retained):
+    expected = "Retain" if storage_retained else "Delete"
     template.has_resource("AWS::KMS::Key", {"DeletionPolicy": expected, "UpdateReplacePolicy": expected})
 
 
@@ -121,16 +128,32 @@ def test_every_bucket_policy_denies_insecure_transport(template_json):
     assert protected == set(buckets)
 
 
-def test_bucket_retention_follows_environment(template_json, config):
-    expected = "Retain" if config.retain_on_delete else "Delete"
+def test_bucket_retention_follows_environment(template_json, storage_retained):
+    expected = "Retain" if storage_retained else "Delete"
     for logical_id, bucket in resources_of_type(template_json, "AWS::S3::Bucket").items():
         assert bucket["DeletionPolicy"] == expected, logical_id
         assert bucket["UpdateReplacePolicy"] == expected, logical_id
 
 
-def test_only_destroyable_environments_empty_buckets_on_delete(template_json, config):
+def test_only_destroyable_environments_empty_buckets_on_delete(template_json, storage_retained):
     auto_delete = resources_of_type(template_json, "Custom::S3AutoDeleteObjects")
-    assert len(auto_delete) == (0 if config.retain_on_delete else 3)
+    assert len(auto_delete) == (0 if storage_retained else 3)
+
+
+def test_a_promotion_source_keeps_its_storage_although_its_policy_is_destroy(synthesized_app):
+    # The default cdk.json: staging is destroyable, and prod serves staging's sealed artifacts.
+    staging = load_environment("staging")
+    assert not staging.retain_on_delete and staging.name in {
+        target.model_source.promote_from for target in load_all_environments().values()
+    }
+    template_json = synthesized_app.template_json("staging", "foundation")
+    for resource_type in ("AWS::S3::Bucket", "AWS::KMS::Key"):
+        for logical_id, resource in resources_of_type(template_json, resource_type).items():
+            assert resource["DeletionPolicy"] == "Retain", logical_id
+    assert not resources_of_type(template_json, "Custom::S3AutoDeleteObjects")
+    # What is not read by another environment still follows the policy.
+    for resource_type in ("AWS::SageMaker::FeatureGroup", "AWS::SageMaker::ModelPackageGroup"):
+        assert {r["DeletionPolicy"] for r in resources_of_type(template_json, resource_type).values()} == {"Delete"}
 
 
 # --- IAM ------------------------------------------------------------------------------------
