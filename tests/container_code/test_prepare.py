@@ -173,6 +173,13 @@ def test_with_a_test_domain_only_that_domain_reaches_the_test_split():
     assert ids == sorted(r.review_id for r in products + tweets)
     assert prepare.split_with_test_domain(products + tweets, fractions, 3, prepare.ALL_DOMAINS) == \
         prepare.stratified_split(products + tweets, fractions, 3)
+    # The seed decides every part: the same seed, the same splits in the same order; another
+    # seed, other members both in the test domain and among the others.
+    assert prepare.split_with_test_domain(list(reversed(products + tweets)), fractions, 3, "product") == splits
+    other_seed = prepare.split_with_test_domain(products + tweets, fractions, 4, "product")
+    assert {r.review_id for r in other_seed["test"]} != {r.review_id for r in splits["test"]}
+    assert ({r.review_id for r in other_seed["validation"] if r.domain == "tweet"}
+            != {r.review_id for r in splits["validation"] if r.domain == "tweet"})
     with pytest.raises(prepare.PrepareError, match=r"--test-domain 'movie': no usable review .*\['product', 'tweet'\]"):
         prepare.split_with_test_domain(products + tweets, fractions, 3, "movie")
 
@@ -411,6 +418,7 @@ def test_every_kind_of_bad_row_is_counted_and_nothing_is_lost(tmp_path):
     assert report["event_time"]["files_with_date_column"] == 1
     # The first rejected rows are named by file and line (never by their text).
     assert {"file": "a.csv", "line": 10, "reason": prepare.MISSING_REVIEW_ID} in report["rows_rejected"]["first_rows"]
+    assert {"file": "a.csv", "line": 18, "reason": prepare.DUPLICATE_REVIEW_ID} in report["rows_rejected"]["first_rows"]
 
 
 def test_written_records_follow_the_prepared_split_contract(tmp_path):
@@ -469,6 +477,12 @@ def test_inputs_that_cannot_be_used_fail_clearly(tmp_path):
         prepare.run(settings_for(tmp_path / "input", tmp_path / "output"))
     with pytest.raises(prepare.PrepareError, match="cannot load tokenizer"):
         prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--tokenizer", str(tmp_path / "no-tokenizer")))
+    # ByT5's tokenizer exists in Python only (no vocabulary files: it reads bytes).
+    slow = tmp_path / "byt5-tokenizer"
+    slow.mkdir()
+    (slow / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "ByT5Tokenizer"}))
+    with pytest.raises(prepare.PrepareError, match=rf"^tokenizer '{re.escape(str(slow))}' has no fast \(Rust\) implementation; prepare needs one$"):
+        prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--tokenizer", str(slow)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -543,10 +557,14 @@ def test_extensions_match_in_any_case(tmp_path):
     lines = ["\t".join(COLUMNS)] + ["\t".join(str(row[c]) for c in COLUMNS) for row in review_rows({1: 3, 3: 3, 5: 3}, prefix="b")]
     write_bytes(tmp_path / "input" / "b.Tsv", ("\n".join(lines) + "\n").encode())
     write_bytes(tmp_path / "input" / "notes.TXT", b"not a table")
+    # Other dots in a name are not extensions; a name with none, or only .gz, is no table.
+    write_bytes(tmp_path / "input" / "reviews.2015-08.v2.csv.gz", gzip.compress(csv_bytes(review_rows({1: 3, 3: 3, 5: 3}, prefix="c"))))
+    write_bytes(tmp_path / "input" / "README", b"not a table")
+    write_bytes(tmp_path / "input" / "archive.gz", gzip.compress(b"not a table"))
     report = prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--train-fraction", "0.34",
                                       "--validation-fraction", "0.33", "--test-fraction", "0.33"))
-    assert report["input_files"] == ["A.CSV.GZ", "b.Tsv"]
-    assert report["rows_read"] == 18 and report["rows_written"]["total"] == 18
+    assert report["input_files"] == ["A.CSV.GZ", "b.Tsv", "reviews.2015-08.v2.csv.gz"]
+    assert report["rows_read"] == 27 and report["rows_written"]["total"] == 27
 
 
 @pytest.mark.parametrize(
@@ -623,7 +641,8 @@ def test_rows_without_a_date_need_an_event_time(tmp_path, capsys):
         "--input-dir", str(tmp_path / "input"), "--output-dir", str(tmp_path / "output"),
         "--resource-config", str(tmp_path / "none.json"), "--tokenizer", str(minilm_tokenizer_dir()), "--num-workers", "1",
     ])
-    with pytest.raises(prepare.PrepareError, match=r"reviews\.csv: no 'review_date' column and no --event-time"):
+    with pytest.raises(prepare.PrepareError, match=r"reviews\.csv: no 'review_date' column and no --event-time: rows need an "
+                                                   r"event time \(the pipeline passes its input snapshot's time\)$"):
         prepare.run(settings)
     with pytest.raises(SystemExit):
         prepare.parse_settings(["--event-time", "yesterday"])
@@ -637,7 +656,8 @@ def test_input_that_changed_after_it_was_fingerprinted_is_refused(tmp_path):
     report = prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--input-digest", "abc123",
                                       "--expected-input-files", "1", "--expected-input-bytes", str(size)))
     assert report["input"] == {"digest": "abc123", "files": 1, "bytes": size}
-    with pytest.raises(prepare.PrepareError, match=r"changed after the pipeline fingerprinted it \(files: expected 2, found 1; bytes: expected 1, found \d+\)"):
+    with pytest.raises(prepare.PrepareError, match=r"^the input changed after the pipeline fingerprinted it \(files: expected 2, found 1; "
+                                                   r"bytes: expected 1, found \d+\): start the pipeline again once the upload is complete$"):
         prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--expected-input-files", "2", "--expected-input-bytes", "1"))
 
 
@@ -711,6 +731,7 @@ def test_failed_ingestion_is_reported_and_fails_the_job(tmp_path, monkeypatch):
     # The retry settings the job was given are the ones botocore ran with, one call at a time.
     assert report["ingestion"]["retry_mode"] == "adaptive" and report["ingestion"]["max_attempts"] == 3
     assert store.max_in_flight == 1
+    assert 0 < report["seconds"]["ingest"] < report["seconds"]["total"]
     # Every written record was offered once, in split order (train, validation, test).
     written = [r["review_id"] for split in reviews.SPLIT_NAMES for r in read_split(tmp_path / "output", split)]
     assert [review_id for _, review_id, _ in store.calls] == written
@@ -1092,14 +1113,16 @@ def test_a_host_that_owns_none_of_the_rows_says_so(tmp_path):
         prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--resource-config", str(config)))
 
 
-def test_a_byte_that_is_not_utf8_in_the_date_column_is_an_invalid_utf8_row(tmp_path):
+def test_a_byte_that_is_not_utf8_in_the_rating_or_date_column_is_an_invalid_utf8_row(tmp_path):
     rows = [dict(row, review_date="2015-08-31") for row in review_rows({1: 4, 3: 4, 5: 4})]
     data = csv_bytes(rows, (*COLUMNS, "review_date")).replace(b"2015-08-31", b"2015-08-3\xb9", 1)
+    data = data.replace(b"r5-001,5,", b"r5-001,5\xb9,", 1)
     write_bytes(tmp_path / "input" / "reviews.csv", data)
     report = prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--balance", "false",
                                       "--train-fraction", "0.5", "--validation-fraction", "0.25", "--test-fraction", "0.25"))
-    assert report["rows_rejected"]["by_reason"][prepare.INVALID_UTF8] == 1
+    assert report["rows_rejected"]["by_reason"][prepare.INVALID_UTF8] == 2
     assert report["rows_rejected"]["by_reason"][prepare.INVALID_REVIEW_DATE] == 0
+    assert report["rows_rejected"]["by_reason"][prepare.STAR_RATING_NOT_AN_INTEGER] == 0
 
 
 def test_tables_with_a_byte_order_mark_or_a_very_long_review_are_read(tmp_path):
@@ -1178,3 +1201,21 @@ def test_domain_values_are_read_without_surrounding_spaces(tmp_path):
     report = prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--train-fraction", "0.8",
                                       "--validation-fraction", "0.1", "--test-fraction", "0.1", "--test-domain", "product"))
     assert report["rows_written"]["by_split_and_domain"]["test"] == {"product": 3}
+
+
+def test_the_random_seed_decides_which_reviews_are_kept_and_where_they_go(tmp_path):
+    write_csv(tmp_path / "input" / "reviews.csv", review_rows({1: 30, 3: 20, 5: 30}), COLUMNS)
+    written, tests = {}, {}
+    for balance in ("true", "false"):
+        for seed in ("1", "2"):
+            output = tmp_path / f"output-{balance}-{seed}"
+            prepare.run(settings_for(tmp_path / "input", output, "--balance", balance, "--random-seed", seed,
+                                     "--train-fraction", "0.8", "--validation-fraction", "0.1", "--test-fraction", "0.1"))
+            written[balance, seed] = {r["review_id"] for split in reviews.SPLIT_NAMES for r in read_split(output, split)}
+            tests[balance, seed] = {r["review_id"] for r in read_split(output, "test")}
+    # Balanced: 20 of each class are kept, which 20 depends on the seed.
+    assert len(written["true", "1"]) == len(written["true", "2"]) == 60
+    assert written["true", "1"] != written["true", "2"]
+    # Unbalanced: every review is written; which of them are held out for testing depends on the seed.
+    assert written["false", "1"] == written["false", "2"]
+    assert tests["false", "1"] != tests["false", "2"]
