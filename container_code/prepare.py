@@ -395,7 +395,9 @@ def open_review_table(path: Path, columns: Columns) -> Iterator[csv.DictReader]:
             try:
                 yield reader
             finally:
-                line = reader.line_num
+                # The csv reader's own count includes a line it failed to parse; DictReader's
+                # stops at the last row it returned.
+                line = reader.reader.line_num
     except csv.Error as error:
         raise PrepareError(f"{path}:{max(line, 1)}: unreadable CSV: {error}") from None
     except GZIP_ERRORS as error:
@@ -709,11 +711,10 @@ def build_report(
     records_by_split: dict[str, list[dict]],
     ingestion: dict | None,
     seconds: dict[str, float],
-    domains_by_id: dict[str, str] | None = None,
+    domains_by_id: dict[str, str],
 ) -> dict:
     written_by_split = {name: len(records) for name, records in records_by_split.items()}
-    domains_by_id = domains_by_id or {}
-    written_by_domain = {name: dict(sorted(Counter(domains_by_id.get(r["review_id"], "") for r in records).items()))
+    written_by_domain = {name: dict(sorted(Counter(domains_by_id[r["review_id"]] for r in records).items()))
                          for name, records in records_by_split.items()}
     written_by_label = {
         name: {label: sum(1 for r in records if r["label_id"] == label_id) for label_id, label in reviews.ID2LABEL.items()}

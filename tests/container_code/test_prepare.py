@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import os
 import re
 import subprocess
 import sys
+import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +22,9 @@ import reviews
 from data_support import DEV_FEATURE_GROUP, FakeFeatureStore, PlannedError, minilm_tokenizer_dir, write_csv
 
 CONTAINER_CODE = Path(prepare.__file__).resolve().parent
+# `python prepare.py --help` as reviewed; regenerate it with the command in
+# test_help_text_is_the_reviewed_one's docstring when a change of the help is meant.
+HELP_SNAPSHOT = Path(__file__).parent / "expected" / "prepare_help.txt"
 COLUMNS = ("review_id", "star_rating", "review_body", "product_category")
 MAX_SEQ_LENGTH = 16
 # What the pipeline passes as --event-time (its input snapshot's time).
@@ -168,6 +173,13 @@ def test_with_a_test_domain_only_that_domain_reaches_the_test_split():
     assert ids == sorted(r.review_id for r in products + tweets)
     assert prepare.split_with_test_domain(products + tweets, fractions, 3, prepare.ALL_DOMAINS) == \
         prepare.stratified_split(products + tweets, fractions, 3)
+    # The seed decides every part: the same seed, the same splits in the same order; another
+    # seed, other members both in the test domain and among the others.
+    assert prepare.split_with_test_domain(list(reversed(products + tweets)), fractions, 3, "product") == splits
+    other_seed = prepare.split_with_test_domain(products + tweets, fractions, 4, "product")
+    assert {r.review_id for r in other_seed["test"]} != {r.review_id for r in splits["test"]}
+    assert ({r.review_id for r in other_seed["validation"] if r.domain == "tweet"}
+            != {r.review_id for r in splits["validation"] if r.domain == "tweet"})
     with pytest.raises(prepare.PrepareError, match=r"--test-domain 'movie': no usable review .*\['product', 'tweet'\]"):
         prepare.split_with_test_domain(products + tweets, fractions, 3, "movie")
 
@@ -205,16 +217,81 @@ def test_bad_split_fractions_fail_with_a_usage_error(fractions, message, capsys)
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--balance", "maybe"], "expected true or false"),
+        (["--balance", "maybe"], "argument --balance: expected true or false"),
         (["--ingest", "true"], "--ingest true needs --feature-group-name"),
-        (["--max-seq-length", "0"], "must be at least 1"),
-        (["--num-workers", "0"], "must be at least 1"),
+        (["--max-seq-length", "0"], "argument --max-seq-length: must be at least 1, got 0"),
+        (["--num-workers", "0"], "argument --num-workers: must be at least 1, got 0"),
+        (["--batch-size", "0"], "argument --batch-size: must be at least 1, got 0"),
+        (["--log-every-rows", "-3"], "argument --log-every-rows: must be at least 1, got -3"),
+        (["--ingest-max-workers", "0"], "argument --ingest-max-workers: must be at least 1, got 0"),
+        (["--ingest-max-attempts", "0"], "argument --ingest-max-attempts: must be at least 1, got 0"),
+        (["--expected-input-files", "-1"], "argument --expected-input-files: must not be negative, got -1"),
+        (["--expected-input-bytes", "-2"], "argument --expected-input-bytes: must not be negative, got -2"),
+        (["--ingest-retry-mode", "eager"], "argument --ingest-retry-mode: invalid choice: 'eager'"),
+        (["--random-seed", "seven"], "argument --random-seed: invalid int value: 'seven'"),
+        (["--train-fraction", "most"], "argument --train-fraction: invalid float value: 'most'"),
     ],
 )
 def test_bad_arguments_fail_with_a_usage_error(arguments, message, capsys):
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         prepare.parse_settings(arguments)
-    assert message in capsys.readouterr().err
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    # argparse's own shape: the usage first, then "<prog>: error: <message>" as the last line.
+    assert err.startswith("usage: ")
+    assert re.search(rf"^\S+: error: {re.escape(message)}", err.splitlines()[-1])
+
+
+def test_every_argument_reaches_the_settings():
+    settings = prepare.parse_settings([
+        "--input-dir", "in", "--output-dir", "out", "--resource-config", "rc.json", "--exit-message-file", "msg",
+        "--input-digest", "d1", "--expected-input-files", "0", "--expected-input-bytes", "7", "--event-time", "2020-02-02",
+        "--id-column", "id", "--rating-column", "stars", "--text-column", "text", "--date-column", "when",
+        "--domain-column", "kind", "--tokenizer", "tok", "--max-seq-length", "1", "--balance", "false",
+        "--train-fraction", "0.7", "--validation-fraction", "0.2", "--test-fraction", "0.1", "--random-seed", "9",
+        "--test-domain", "tweet", "--num-workers", "3", "--batch-size", "50", "--log-every-rows", "20",
+        "--ingest", "true", "--feature-group-name", "fg", "--ingest-max-workers", "2", "--ingest-max-attempts", "1",
+        "--ingest-retry-mode", "adaptive",
+    ])
+    assert settings == prepare.PrepareSettings(
+        input_dir=Path("in"), output_dir=Path("out"), resource_config=Path("rc.json"),
+        columns=prepare.Columns("id", "stars", "text", "when", "kind"), tokenizer="tok",
+        tokenization=reviews.TokenizationSettings(max_seq_length=1), balance=False,
+        fractions=prepare.SplitFractions(0.7, 0.2, 0.1), random_seed=9, num_workers=3, batch_size=50,
+        log_every_rows=20, ingest=True, feature_group_name="fg", ingest_max_workers=2, ingest_max_attempts=1,
+        ingest_retry_mode="adaptive", event_time="2020-02-02T00:00:00Z", input_digest="d1",
+        expected_input_files=0, expected_input_bytes=7, exit_message_file=Path("msg"), test_domain="tweet",
+    )
+
+
+@pytest.mark.parametrize(("cpu_count", "workers"), [(6, 6), (None, 1)])  # os.cpu_count() may not know
+def test_without_arguments_the_job_reads_sagemakers_paths_with_the_documented_defaults(monkeypatch, cpu_count, workers):
+    monkeypatch.setattr(prepare.os, "cpu_count", lambda: cpu_count)
+    assert prepare.parse_settings([]) == prepare.PrepareSettings(
+        input_dir=Path("/opt/ml/processing/input/data"), output_dir=Path("/opt/ml/processing/output"),
+        resource_config=Path("/opt/ml/config/resourceconfig.json"),
+        columns=prepare.Columns("review_id", "star_rating", "review_body", "review_date", "domain"),
+        tokenizer="roberta-base", tokenization=reviews.TokenizationSettings(max_seq_length=128), balance=True,
+        fractions=prepare.SplitFractions(0.90, 0.05, 0.05), random_seed=42, num_workers=workers, batch_size=1000,
+        log_every_rows=10000, ingest=False, feature_group_name=None, ingest_max_workers=8, ingest_max_attempts=5,
+        ingest_retry_mode="standard", event_time=None, input_digest=None, expected_input_files=None,
+        expected_input_bytes=None, exit_message_file=Path("/opt/ml/output/message"), test_domain="*",
+    )
+
+
+def job_help(monkeypatch) -> str:
+    # What `python prepare.py --help` prints on a 4-core machine in a 100-column terminal.
+    monkeypatch.setattr(sys, "argv", ["prepare.py"])
+    monkeypatch.setenv("COLUMNS", "100")
+    monkeypatch.setattr(prepare.os, "cpu_count", lambda: 4)
+    return prepare.build_argument_parser().format_help()
+
+
+def test_help_text_is_the_reviewed_one(monkeypatch):
+    """The help is the job's manual (docs/data.md points to it): every argument, its group, its
+    meaning and its default. After a meant change, regenerate the snapshot with
+    `.venv/bin/python -c "import sys; sys.path[:0] = ['tests/container_code', 'container_code', 'tests']; import pytest, test_prepare; mp = pytest.MonkeyPatch(); test_prepare.HELP_SNAPSHOT.write_text(test_prepare.job_help(mp))"`."""
+    assert job_help(monkeypatch) == HELP_SNAPSHOT.read_text(encoding="utf-8")
 
 
 def test_boolean_arguments_accept_the_strings_sagemaker_passes():
@@ -341,6 +418,7 @@ def test_every_kind_of_bad_row_is_counted_and_nothing_is_lost(tmp_path):
     assert report["event_time"]["files_with_date_column"] == 1
     # The first rejected rows are named by file and line (never by their text).
     assert {"file": "a.csv", "line": 10, "reason": prepare.MISSING_REVIEW_ID} in report["rows_rejected"]["first_rows"]
+    assert {"file": "a.csv", "line": 18, "reason": prepare.DUPLICATE_REVIEW_ID} in report["rows_rejected"]["first_rows"]
 
 
 def test_written_records_follow_the_prepared_split_contract(tmp_path):
@@ -399,6 +477,12 @@ def test_inputs_that_cannot_be_used_fail_clearly(tmp_path):
         prepare.run(settings_for(tmp_path / "input", tmp_path / "output"))
     with pytest.raises(prepare.PrepareError, match="cannot load tokenizer"):
         prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--tokenizer", str(tmp_path / "no-tokenizer")))
+    # ByT5's tokenizer exists in Python only (no vocabulary files: it reads bytes).
+    slow = tmp_path / "byt5-tokenizer"
+    slow.mkdir()
+    (slow / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "ByT5Tokenizer"}))
+    with pytest.raises(prepare.PrepareError, match=rf"^tokenizer '{re.escape(str(slow))}' has no fast \(Rust\) implementation; prepare needs one$"):
+        prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--tokenizer", str(slow)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -473,10 +557,14 @@ def test_extensions_match_in_any_case(tmp_path):
     lines = ["\t".join(COLUMNS)] + ["\t".join(str(row[c]) for c in COLUMNS) for row in review_rows({1: 3, 3: 3, 5: 3}, prefix="b")]
     write_bytes(tmp_path / "input" / "b.Tsv", ("\n".join(lines) + "\n").encode())
     write_bytes(tmp_path / "input" / "notes.TXT", b"not a table")
+    # Other dots in a name are not extensions; a name with none, or only .gz, is no table.
+    write_bytes(tmp_path / "input" / "reviews.2015-08.v2.csv.gz", gzip.compress(csv_bytes(review_rows({1: 3, 3: 3, 5: 3}, prefix="c"))))
+    write_bytes(tmp_path / "input" / "README", b"not a table")
+    write_bytes(tmp_path / "input" / "archive.gz", gzip.compress(b"not a table"))
     report = prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--train-fraction", "0.34",
                                       "--validation-fraction", "0.33", "--test-fraction", "0.33"))
-    assert report["input_files"] == ["A.CSV.GZ", "b.Tsv"]
-    assert report["rows_read"] == 18 and report["rows_written"]["total"] == 18
+    assert report["input_files"] == ["A.CSV.GZ", "b.Tsv", "reviews.2015-08.v2.csv.gz"]
+    assert report["rows_read"] == 27 and report["rows_written"]["total"] == 27
 
 
 @pytest.mark.parametrize(
@@ -553,7 +641,8 @@ def test_rows_without_a_date_need_an_event_time(tmp_path, capsys):
         "--input-dir", str(tmp_path / "input"), "--output-dir", str(tmp_path / "output"),
         "--resource-config", str(tmp_path / "none.json"), "--tokenizer", str(minilm_tokenizer_dir()), "--num-workers", "1",
     ])
-    with pytest.raises(prepare.PrepareError, match=r"reviews\.csv: no 'review_date' column and no --event-time"):
+    with pytest.raises(prepare.PrepareError, match=r"reviews\.csv: no 'review_date' column and no --event-time: rows need an "
+                                                   r"event time \(the pipeline passes its input snapshot's time\)$"):
         prepare.run(settings)
     with pytest.raises(SystemExit):
         prepare.parse_settings(["--event-time", "yesterday"])
@@ -567,7 +656,8 @@ def test_input_that_changed_after_it_was_fingerprinted_is_refused(tmp_path):
     report = prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--input-digest", "abc123",
                                       "--expected-input-files", "1", "--expected-input-bytes", str(size)))
     assert report["input"] == {"digest": "abc123", "files": 1, "bytes": size}
-    with pytest.raises(prepare.PrepareError, match=r"changed after the pipeline fingerprinted it \(files: expected 2, found 1; bytes: expected 1, found \d+\)"):
+    with pytest.raises(prepare.PrepareError, match=r"^the input changed after the pipeline fingerprinted it \(files: expected 2, found 1; "
+                                                   r"bytes: expected 1, found \d+\): start the pipeline again once the upload is complete$"):
         prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--expected-input-files", "2", "--expected-input-bytes", "1"))
 
 
@@ -609,31 +699,42 @@ def test_column_names_are_configurable(tmp_path):
     assert {r["date"] for r in read_split(tmp_path / "output", "train")} == {"2020-02-02T00:00:00Z"}
 
 
-def run_with_ingestion(tmp_path, monkeypatch, store: FakeFeatureStore, group: str) -> int:
+def job_arguments(tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        "--input-dir", str(tmp_path / "input"), "--output-dir", str(tmp_path / "output"),
+        "--resource-config", str(tmp_path / "none.json"), "--tokenizer", str(minilm_tokenizer_dir()),
+        "--num-workers", "1", "--event-time", EVENT_TIME, "--exit-message-file", str(tmp_path / "message"),
+        "--train-fraction", "0.6", "--validation-fraction", "0.2", "--test-fraction", "0.2", *extra,
+    ]
+
+
+def run_with_ingestion(tmp_path, monkeypatch, store: FakeFeatureStore, group: str, *extra: str) -> int:
     write_csv(tmp_path / "input" / "reviews.csv", review_rows({1: 5, 3: 5, 5: 5}), COLUMNS)
     # FeatureGroup.ingest builds its clients from the environment, as boto3 does in the job.
     monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_FEATURESTORE_RUNTIME", store.endpoint_url)
     monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", store.endpoint_url)
     try:
-        return prepare.main(
-            [
-                "--input-dir", str(tmp_path / "input"), "--output-dir", str(tmp_path / "output"),
-                "--resource-config", str(tmp_path / "none.json"), "--tokenizer", str(minilm_tokenizer_dir()),
-                "--num-workers", "1", "--ingest", "true", "--feature-group-name", group, "--event-time", EVENT_TIME,
-                "--train-fraction", "0.6", "--validation-fraction", "0.2", "--test-fraction", "0.2",
-                "--exit-message-file", str(tmp_path / "message"),
-            ]
-        )
+        return prepare.main(job_arguments(tmp_path, "--ingest", "true", "--feature-group-name", group, *extra))
     finally:
         store.stop()
 
 
 def test_failed_ingestion_is_reported_and_fails_the_job(tmp_path, monkeypatch):
-    store = FakeFeatureStore(errors_by_record_id={"r3-002": PlannedError(400, "ValidationError")}).start()
-    assert run_with_ingestion(tmp_path, monkeypatch, store, DEV_FEATURE_GROUP) == 1
+    # Each PutRecord waits a little, so that concurrent calls would overlap.
+    store = FakeFeatureStore(errors_by_record_id={"r3-002": PlannedError(400, "ValidationError")},
+                             delay_seconds=0.02).start()
+    assert run_with_ingestion(tmp_path, monkeypatch, store, DEV_FEATURE_GROUP, "--ingest-max-workers", "1",
+                              "--ingest-max-attempts", "3", "--ingest-retry-mode", "adaptive") == 1
     report = json.loads((tmp_path / "output" / "report" / "prepare_report-algo-1.json").read_text())
     assert report["ingestion"]["failed"] == 1 and report["ingestion"]["succeeded"] == 14
     assert report["ingestion"]["first_failed_record_ids"] == ["r3-002"]
+    # The retry settings the job was given are the ones botocore ran with, one call at a time.
+    assert report["ingestion"]["retry_mode"] == "adaptive" and report["ingestion"]["max_attempts"] == 3
+    assert store.max_in_flight == 1
+    assert 0 < report["seconds"]["ingest"] < report["seconds"]["total"]
+    # Every written record was offered once, in split order (train, validation, test).
+    written = [r["review_id"] for split in reviews.SPLIT_NAMES for r in read_split(tmp_path / "output", split)]
+    assert [review_id for _, review_id, _ in store.calls] == written
     assert (tmp_path / "message").read_text() == (
         f"prepare: 1 records could not be ingested into {DEV_FEATURE_GROUP} (see the report)\n"
     )
@@ -734,3 +835,387 @@ def test_script_stops_on_a_cut_short_gzip_with_one_line_and_no_traceback(tmp_pat
     assert "Traceback" not in completed.stdout + completed.stderr
     reason = (tmp_path / "output" / "message").read_text()
     assert re.fullmatch(r"prepare: \S+reviews\.csv\.gz:\d+: damaged or cut-short gzip data \(EOFError: .*\); upload the file again\n", reason)
+
+
+# ---------------------------------------------------------------------------------------------
+# The report and the job's exit, field by field
+
+
+class TickingClock:
+    """time.monotonic for prepare alone: each reading is TICK seconds after the one before."""
+
+    TICK = 1.23456
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        self.now += self.TICK
+        return self.now
+
+
+def test_the_report_accounts_for_every_row_setting_and_phase(tmp_path, monkeypatch):
+    input_dir = tmp_path / "input"
+    write_csv(input_dir / "reviews.csv", [dict(row, domain="product") for row in review_rows({1: 4, 3: 4, 5: 5})],
+              (*COLUMNS, "domain"))
+    dated = [dict(row, review_date="2015-08-31") for row in review_rows({1: 1, 3: 1, 5: 1}, prefix="d")]
+    dated.append({"review_id": "d-no-rating", "star_rating": "", "review_body": "fine", "review_date": "2015-08-31"})
+    write_csv(input_dir / "dated" / "more.csv", dated, (*COLUMNS, "review_date"))
+    input_bytes = sum(path.stat().st_size for path in input_dir.rglob("*.csv"))
+    config = tmp_path / "resourceconfig.json"
+    config.write_text(json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]}))
+    monkeypatch.setattr(prepare, "time", TickingClock())
+
+    report = prepare.run(settings_for(
+        input_dir, tmp_path / "output", "--resource-config", str(config), "--input-digest", "digest-1",
+        "--expected-input-files", "2", "--expected-input-bytes", str(input_bytes), "--random-seed", "5",
+        "--train-fraction", "0.6", "--validation-fraction", "0.2", "--test-fraction", "0.2",
+    ))
+
+    tick = TickingClock.TICK
+    # 5 negative (4 + 1 dated), 5 neutral, 6 positive: balanced to 5 each, then 3/1/1 per class.
+    expected = {
+        "host": "algo-1",
+        "hosts": ["algo-1"],
+        "input": {"digest": "digest-1", "files": 2, "bytes": input_bytes},
+        "input_files": ["dated/more.csv", "reviews.csv"],
+        "rows_scanned": 17,
+        "rows_read": 17,
+        "rows_written": {
+            "total": 15,
+            "by_split": {"train": 9, "validation": 3, "test": 3},
+            "by_split_and_label": {
+                "train": {"negative": 3, "neutral": 3, "positive": 3},
+                "validation": {"negative": 1, "neutral": 1, "positive": 1},
+                "test": {"negative": 1, "neutral": 1, "positive": 1},
+            },
+            "by_split_and_domain": {
+                name: dict(sorted(Counter("" if r["review_id"].startswith("d") else "product"
+                                          for r in read_split(tmp_path / "output", name)).items()))
+                for name in reviews.SPLIT_NAMES
+            },
+        },
+        "rows_rejected": {
+            "total": 2,
+            "by_reason": {reason: 0 for reason in prepare.REJECT_REASONS} | {
+                prepare.MISSING_STAR_RATING: 1, prepare.DOWN_SAMPLED_FOR_BALANCE: 1},
+            # Named by its path under the input folder, not its bare file name.
+            "first_rows": [{"file": "dated/more.csv", "line": 5, "reason": prepare.MISSING_STAR_RATING}],
+        },
+        "settings": {
+            "balance": True,
+            "split_fractions": {"train": 0.6, "validation": 0.2, "test": 0.2},
+            "random_seed": 5,
+            "test_domain": "*",
+            "tokenizer": str(minilm_tokenizer_dir()),
+            "max_seq_length": MAX_SEQ_LENGTH,
+            "truncation": "head_tail",
+            "columns": {"review_id": "review_id", "star_rating": "star_rating", "review_body": "review_body",
+                        "review_date": "review_date", "domain": "domain"},
+            "num_workers": 1,
+            "batch_size": 1000,
+        },
+        "event_time": {"date_column": "review_date", "files_with_date_column": 1, "files_without_date_column": 1,
+                       "default_event_time": EVENT_TIME},
+        "ingestion": None,
+        # Clock readings: start, tokenizer loaded | read | tokenize (its own start and one
+        # progress line between) | write | total, 10 ticks after the start.
+        "seconds": {"load_tokenizer": round(tick, 3), "read": round(tick, 3), "tokenize": round(3 * tick, 3),
+                    "write": round(tick, 3), "total": round(10 * tick, 3)},
+    }
+    assert report == expected
+    assert sum(sum(counts.values()) for counts in report["rows_written"]["by_split_and_domain"].values()) == 15
+    # The file is the same report, diff-friendly: sorted keys, two-space indent, a final newline.
+    saved = (tmp_path / "output" / "report" / "prepare_report-algo-1.json").read_text(encoding="utf-8")
+    assert saved == json.dumps(expected, indent=2, sort_keys=True) + "\n"
+
+
+class FreshRootLogger:
+    """The root logger as a job's fresh interpreter has it (no handlers, WARNING), restored
+    afterwards: pytest's own handlers would make logging.basicConfig a no-op."""
+
+    def __enter__(self):
+        self.root = logging.getLogger()
+        self.saved = self.root.handlers[:], self.root.level
+        for handler in self.saved[0]:
+            self.root.removeHandler(handler)
+        self.root.setLevel(logging.WARNING)
+        return self
+
+    def __exit__(self, *exc_info):
+        for handler in self.root.handlers[:]:
+            self.root.removeHandler(handler)
+        for handler in self.saved[0]:
+            self.root.addHandler(handler)
+        self.root.setLevel(self.saved[1])
+
+
+def test_a_job_that_succeeds_exits_0_logs_to_stdout_and_leaves_no_exit_message(tmp_path, capsys):
+    write_csv(tmp_path / "input" / "reviews.csv", review_rows({1: 5, 3: 5, 5: 5}), COLUMNS)
+    with FreshRootLogger():
+        assert prepare.main(job_arguments(tmp_path)) == 0
+    assert not (tmp_path / "message").exists()
+    out = capsys.readouterr().out
+    # INFO lines reach stdout (CloudWatch keeps the job's stdout), each with time, level and logger.
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO prepare: rows read 15 = written 15 \+ rejected 0 ",
+                     out, flags=re.M), out
+
+
+def test_a_failure_still_ends_with_its_status_when_the_exit_message_cannot_be_written(tmp_path):
+    write_csv(tmp_path / "input" / "reviews.csv", [], COLUMNS)
+    (tmp_path / "message").mkdir()  # a folder where the message file should go
+    assert prepare.main(job_arguments(tmp_path)) == 2
+
+
+def test_a_usage_error_goes_to_sagemakers_message_file_by_default(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(reviews, "EXIT_MESSAGE_FILE", str(tmp_path / "opt-ml-output-message"))
+    with pytest.raises(SystemExit) as exit_info:
+        prepare.main(["--batch-size", "0"])
+    assert exit_info.value.code == 2
+    assert (tmp_path / "opt-ml-output-message").read_text() == (
+        "prepare: invalid arguments: argument --batch-size: must be at least 1, got 0\n")
+    # -h after the bad argument changes nothing: the argument was refused before -h was read.
+    with pytest.raises(SystemExit) as exit_info:
+        prepare.main(["--batch-size", "0", "-h", "--exit-message-file", str(tmp_path / "message")])
+    assert exit_info.value.code == 2
+    assert (tmp_path / "message").read_text().startswith("prepare: invalid arguments: argument --batch-size")
+    assert "show this help message" not in capsys.readouterr().out
+
+
+def test_a_spawned_worker_loads_the_tokenizer_by_name_a_forked_one_reuses_the_inherited_one(monkeypatch):
+    tokenization = reviews.TokenizationSettings(max_seq_length=MAX_SEQ_LENGTH)
+    texts = ["a short review", "another one, a little longer than the first"]
+    tokenizer = prepare.load_tokenizer(str(minilm_tokenizer_dir()))
+    expected = reviews.encode_input_ids(tokenizer, texts, tokenization)
+    monkeypatch.delenv("TOKENIZERS_PARALLELISM", raising=False)
+
+    # Spawned (where fork is missing): nothing inherited, the worker loads the tokenizer by name.
+    monkeypatch.setattr(prepare, "_worker_tokenizer", None)
+    monkeypatch.setattr(prepare, "_worker_tokenization", None)
+    prepare._init_worker(str(minilm_tokenizer_dir()), tokenization)
+    assert prepare._encode_batch(texts) == expected
+    # One process per core already: the tokenizer's own threads stay off in each worker.
+    assert os.environ["TOKENIZERS_PARALLELISM"] == "false"
+
+    # Forked: the parent's tokenizer came along, so the name is not read again.
+    monkeypatch.setattr(prepare, "_worker_tokenizer", tokenizer)
+    prepare._init_worker("/nonexistent/tokenizer", tokenization)
+    assert prepare._encode_batch(texts) == expected
+
+
+def test_progress_lines_while_reading_and_tokenizing(tmp_path, monkeypatch, caplog):
+    write_csv(tmp_path / "input" / "reviews.csv", review_rows({1: 10, 3: 10, 5: 10}), COLUMNS)
+    clock = TickingClock()
+    clock.TICK = 0.25
+    monkeypatch.setattr(prepare, "time", clock)
+    caplog.set_level(logging.INFO, logger="prepare")
+    prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--batch-size", "4", "--log-every-rows", "5",
+                             "--train-fraction", "0.6", "--validation-fraction", "0.2", "--test-fraction", "0.2"))
+    messages = [record.getMessage() for record in caplog.records if record.name == "prepare"]
+    read = [m for m in messages if m.startswith("read ") and "so far" in m]
+    assert read == [f"read {rows} rows ({rows} usable) so far, now in reviews.csv" for rows in range(5, 31, 5)]
+    # Batches of 4 end at 4, 8, ... 28, 30: a line once at least 5 more are done, and at the end.
+    # The clock reads 0.25 s later at each line, counted from the start of tokenizing.
+    tokenized = [m for m in messages if m.startswith("tokenized ")]
+    assert tokenized == [
+        f"tokenized {done}/30 reviews ({done / (0.25 * line):.0f} reviews/s)"
+        for line, done in enumerate((8, 12, 16, 20, 28, 30), start=1)
+    ]
+
+
+def test_a_job_of_one_batch_or_one_worker_starts_no_processes(tmp_path, monkeypatch):
+    # Where processes cannot be started (no /dev/shm, as in AWS Lambda), --num-workers 1 still
+    # works, and so does any worker count when the texts fit one batch.
+    class NoProcesses:
+        def __init__(self, *args, **kwargs):
+            raise OSError("[Errno 38] Function not implemented: no /dev/shm")
+
+    monkeypatch.setattr(prepare, "ProcessPoolExecutor", NoProcesses)
+    write_csv(tmp_path / "input" / "reviews.csv", review_rows({1: 10, 3: 10, 5: 10}), COLUMNS)
+    common = ("--train-fraction", "0.6", "--validation-fraction", "0.2", "--test-fraction", "0.2")
+    for workers, batch_size in (("1", "4"), ("4", "30")):
+        report = prepare.run(settings_for(tmp_path / "input", tmp_path / f"out-{workers}", "--num-workers", workers,
+                                          "--batch-size", batch_size, *common))
+        assert report["rows_written"]["total"] == 30
+    with pytest.raises(OSError, match="no /dev/shm"):
+        prepare.run(settings_for(tmp_path / "input", tmp_path / "out-pool", "--num-workers", "2",
+                                 "--batch-size", "29", *common))
+
+
+def test_read_reviews_on_its_own_reads_for_one_host_and_names_files_by_name(tmp_path):
+    # As the benchmarks and the sample-data checks call it: no host identity, no input folder.
+    rows = review_rows({1: 2, 3: 2, 5: 2}) + [{"review_id": "x", "star_rating": 9, "review_body": "t"}]
+    path = write_csv(tmp_path / "deep" / "folder" / "reviews.csv", rows, COLUMNS)
+    read = prepare.read_reviews([path], prepare.Columns(), default_event_time=EVENT_TIME, log_every_rows=100)
+    assert (read.rows_scanned, read.rows_read, len(read.reviews)) == (7, 7, 6)
+    assert read.reject_examples == [{"file": "reviews.csv", "line": 8, "reason": prepare.STAR_RATING_OUT_OF_RANGE}]
+    assert read.reviews[0] == prepare.Review("r1-000", EVENT_TIME, -1, "review 0 rated 1 stars", "")
+
+
+def test_the_report_names_the_first_20_rejected_rows(tmp_path):
+    rows = review_rows({1: 5, 3: 5, 5: 5}) + [
+        {"review_id": f"bad-{index}", "star_rating": "", "review_body": "t"} for index in range(25)]
+    write_csv(tmp_path / "input" / "reviews.csv", rows, COLUMNS)
+    report = prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--train-fraction", "0.6",
+                                      "--validation-fraction", "0.2", "--test-fraction", "0.2"))
+    assert report["rows_rejected"]["by_reason"][prepare.MISSING_STAR_RATING] == 25
+    assert report["rows_rejected"]["first_rows"] == [
+        {"file": "reviews.csv", "line": line, "reason": prepare.MISSING_STAR_RATING} for line in range(17, 37)]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", r"expected JSON with current_host and hosts \(Expecting property name"),
+        (json.dumps({"hosts": ["algo-1"]}), r"expected JSON with current_host and hosts \('current_host'\)"),
+        (json.dumps({"current_host": "algo-1", "hosts": 3}), r"expected JSON with current_host and hosts \(.*not iterable"),
+    ],
+    ids=["not-json", "no-current-host", "hosts-not-a-list"],
+)
+def test_a_resourceconfig_prepare_cannot_read_stops_the_job(tmp_path, content, message):
+    config = tmp_path / "resourceconfig.json"
+    config.write_text(content)
+    with pytest.raises(prepare.PrepareError, match=rf"^{re.escape(str(config))}: {message}"):
+        prepare.read_host_identity(config)
+
+
+def test_rows_without_an_id_or_with_padded_or_undecodable_ids_meet_on_one_host(tmp_path):
+    rows = review_rows({1: 10, 3: 10, 5: 10})
+    write_csv(tmp_path / "input" / "a.csv", rows + [{"review_id": "", "star_rating": 5, "review_body": "no id"}], COLUMNS)
+    # The same reviews again with their ids padded: stripped, they are duplicates of the first.
+    write_csv(tmp_path / "input" / "b.csv", [dict(row, review_id=f" {row['review_id']} ") for row in rows], COLUMNS)
+    # An id holding a byte that is not UTF-8 is hashed like any other, then rejected.
+    write_bytes(tmp_path / "input" / "c.csv", csv_bytes([]) + b"r\xfc1,5,latin-1 id,Electronics\n")
+    reports = []
+    for host in ("algo-1", "algo-2"):
+        config = tmp_path / f"resourceconfig-{host}.json"
+        config.write_text(json.dumps({"current_host": host, "hosts": ["algo-2", "algo-1"]}))
+        reports.append(prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--resource-config", str(config),
+                                                "--balance", "false", "--train-fraction", "0.34",
+                                                "--validation-fraction", "0.33", "--test-fraction", "0.33")))
+    assert [report["hosts"] for report in reports] == [["algo-1", "algo-2"]] * 2
+    by_reason = [report["rows_rejected"]["by_reason"] for report in reports]
+    # The row without an id belongs to the first host of the sorted list, which counts it.
+    assert [reasons[prepare.MISSING_REVIEW_ID] for reasons in by_reason] == [1, 0]
+    assert sum(reasons[prepare.DUPLICATE_REVIEW_ID] for reasons in by_reason) == 30
+    assert sum(reasons[prepare.INVALID_UTF8] for reasons in by_reason) == 1
+    written = sorted(r["review_id"] for split in reviews.SPLIT_NAMES for r in read_split(tmp_path / "output", split))
+    assert written == sorted(row["review_id"] for row in rows)
+
+
+def test_a_host_that_owns_none_of_the_rows_says_so(tmp_path):
+    write_csv(tmp_path / "input" / "reviews.csv", review_rows({5: 1}), COLUMNS)
+    owner = prepare.host_index_of("r5-000", 2)
+    idle = ("algo-1", "algo-2")[1 - owner]
+    config = tmp_path / "resourceconfig.json"
+    config.write_text(json.dumps({"current_host": idle, "hosts": ["algo-1", "algo-2"]}))
+    with pytest.raises(prepare.PrepareError, match=rf"^none of the 1 rows belongs to host {idle} of 2: too few reviews"):
+        prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--resource-config", str(config)))
+
+
+def test_a_byte_that_is_not_utf8_in_the_rating_or_date_column_is_an_invalid_utf8_row(tmp_path):
+    rows = [dict(row, review_date="2015-08-31") for row in review_rows({1: 4, 3: 4, 5: 4})]
+    data = csv_bytes(rows, (*COLUMNS, "review_date")).replace(b"2015-08-31", b"2015-08-3\xb9", 1)
+    data = data.replace(b"r5-001,5,", b"r5-001,5\xb9,", 1)
+    write_bytes(tmp_path / "input" / "reviews.csv", data)
+    report = prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--balance", "false",
+                                      "--train-fraction", "0.5", "--validation-fraction", "0.25", "--test-fraction", "0.25"))
+    assert report["rows_rejected"]["by_reason"][prepare.INVALID_UTF8] == 2
+    assert report["rows_rejected"]["by_reason"][prepare.INVALID_REVIEW_DATE] == 0
+    assert report["rows_rejected"]["by_reason"][prepare.STAR_RATING_NOT_AN_INTEGER] == 0
+
+
+def test_tables_with_a_byte_order_mark_or_a_very_long_review_are_read(tmp_path):
+    rows = review_rows({1: 4, 3: 4, 5: 4})
+    rows[0]["review_body"] = "long " * 40_000  # 200 000 characters: over csv's default field limit
+    write_bytes(tmp_path / "input" / "excel.csv", b"\xef\xbb\xbf" + csv_bytes(rows))
+    report = prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--balance", "false",
+                                      "--train-fraction", "0.5", "--validation-fraction", "0.25", "--test-fraction", "0.25"))
+    assert report["rows_written"]["total"] == 12
+
+
+@pytest.mark.parametrize("where", ["header", "row"])
+def test_a_field_over_16_mib_stops_the_job_with_the_file_and_line(tmp_path, where):
+    huge = "x" * (prepare.MAX_FIELD_CHARS + 1)
+    rows = review_rows({1: 2, 3: 2, 5: 2})
+    if where == "header":
+        data = csv_bytes(rows, (*COLUMNS, huge))
+    else:
+        rows[2]["review_body"] = huge
+        data = csv_bytes(rows)
+    write_bytes(tmp_path / "input" / "reviews.csv", data)
+    line = {"header": 1, "row": 4}[where]
+    with pytest.raises(prepare.PrepareError, match=rf"reviews\.csv:{line}: unreadable CSV: field larger than field limit"):
+        prepare.run(settings_for(tmp_path / "input", tmp_path / "output"))
+
+
+@pytest.mark.parametrize(("keep", "complete_lines"), [(-30, 3), (30, 0)], ids=["in-a-row", "in-the-header"])
+def test_a_cut_short_gzip_stops_at_the_line_it_broke_in(tmp_path, keep, complete_lines):
+    cut_short = gzip.compress(csv_bytes(review_rows({1: 2, 3: 2, 5: 2})))[:keep]
+    assert zlib.decompressobj(wbits=31).decompress(cut_short).count(b"\n") == complete_lines
+    write_bytes(tmp_path / "input" / "reviews.csv.gz", cut_short)
+    with pytest.raises(prepare.PrepareError,
+                       match=rf"reviews\.csv\.gz:{complete_lines + 1}: damaged or cut-short gzip data \(EOFError: "):
+        prepare.run(settings_for(tmp_path / "input", tmp_path / "output"))
+
+
+@pytest.mark.parametrize(
+    ("count", "fractions", "sizes"),
+    [
+        # The largest remainders get the rows left over, whatever the shares' sizes.
+        (10, (0.61, 0.34, 0.05), (6, 3, 1)),
+        (10, (0.05, 0.34, 0.61), (1, 3, 6)),
+        # Equal remainders: train first, then validation.
+        (1, (1 / 3, 1 / 3, 1 / 3), (1, 0, 0)),
+        (2, (1 / 3, 1 / 3, 1 / 3), (1, 1, 0)),
+        (0, (0.9, 0.05, 0.05), (0, 0, 0)),
+    ],
+)
+def test_split_sizes_give_the_rows_left_over_to_the_largest_remainders(count, fractions, sizes):
+    split = prepare.split_sizes(count, prepare.SplitFractions(*fractions))
+    assert split == dict(zip(reviews.SPLIT_NAMES, sizes))
+
+
+def test_each_split_is_written_shuffled_not_grouped_by_class_or_domain(tmp_path):
+    rows = [dict(row, domain="product" if index % 2 else "tweet")
+            for index, row in enumerate(review_rows({1: 40, 3: 40, 5: 40}))]
+    write_csv(tmp_path / "input" / "reviews.csv", rows, (*COLUMNS, "domain"))
+    for test_domain in ("*", "product"):
+        output = tmp_path / f"output-{test_domain}".replace("*", "all")
+        prepare.run(settings_for(tmp_path / "input", output, "--train-fraction", "0.8", "--validation-fraction", "0.1",
+                                 "--test-fraction", "0.1", "--test-domain", test_domain))
+        train = read_split(output, "train")
+        labels = [record["label_id"] for record in train]
+        # Grouped, the labels would change value twice; shuffled, dozens of times.
+        assert sum(a != b for a, b in zip(labels, labels[1:])) > 20
+        ids = [record["review_id"] for record in train]
+        assert ids != sorted(ids)
+        if test_domain == "product":
+            domains = ["product" if int(r["review_id"].split("-")[1]) % 2 else "tweet" for r in train]
+            assert sum(a != b for a, b in zip(domains, domains[1:])) > 20
+
+
+def test_domain_values_are_read_without_surrounding_spaces(tmp_path):
+    rows = [dict(row, domain=" product ") for row in review_rows({1: 10, 3: 10, 5: 10})]
+    write_csv(tmp_path / "input" / "reviews.csv", rows, (*COLUMNS, "domain"))
+    report = prepare.run(settings_for(tmp_path / "input", tmp_path / "output", "--train-fraction", "0.8",
+                                      "--validation-fraction", "0.1", "--test-fraction", "0.1", "--test-domain", "product"))
+    assert report["rows_written"]["by_split_and_domain"]["test"] == {"product": 3}
+
+
+def test_the_random_seed_decides_which_reviews_are_kept_and_where_they_go(tmp_path):
+    write_csv(tmp_path / "input" / "reviews.csv", review_rows({1: 30, 3: 20, 5: 30}), COLUMNS)
+    written, tests = {}, {}
+    for balance in ("true", "false"):
+        for seed in ("1", "2"):
+            output = tmp_path / f"output-{balance}-{seed}"
+            prepare.run(settings_for(tmp_path / "input", output, "--balance", balance, "--random-seed", seed,
+                                     "--train-fraction", "0.8", "--validation-fraction", "0.1", "--test-fraction", "0.1"))
+            written[balance, seed] = {r["review_id"] for split in reviews.SPLIT_NAMES for r in read_split(output, split)}
+            tests[balance, seed] = {r["review_id"] for r in read_split(output, "test")}
+    # Balanced: 20 of each class are kept, which 20 depends on the seed.
+    assert len(written["true", "1"]) == len(written["true", "2"]) == 60
+    assert written["true", "1"] != written["true", "2"]
+    # Unbalanced: every review is written; which of them are held out for testing depends on the seed.
+    assert written["false", "1"] == written["false", "2"]
+    assert tests["false", "1"] != tests["false", "2"]
