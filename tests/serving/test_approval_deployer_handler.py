@@ -20,9 +20,12 @@ tests/serving/test_approval_deployer_iam.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import socket
 
+import boto3
 import pytest
 
 from stacks.lambdas.approval_deployer import handler as deployer
@@ -39,6 +42,8 @@ from support.approval_deployer_world import (
     World,
     approve,
     promote_and_roll_back,
+    sqs_batch,
+    stand_in_template,
 )
 from support.aws_fault_proxy import AwsFaultProxy
 from support.moto_cloudformation import roll_back_update, set_stack_status, ssm_parameters_resolved_on_update
@@ -84,6 +89,9 @@ def test_the_update_passes_only_the_approval_update_role_and_re_reads_the_parame
     (request,) = world.update_requests
     assert request["RoleARN"] == UPDATE_ROLE_ARN
     assert request["UsePreviousTemplate"] is True
+    # The serving stack holds IAM roles: CloudFormation refuses an update of it that does not
+    # acknowledge them (moto does not check).
+    assert request["Capabilities"] == ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"]
     assert request["Parameters"] == [
         {"ParameterKey": "BootstrapVersion", "UsePreviousValue": True},
         {"ParameterKey": "DataCaptureSamplingPercent", "UsePreviousValue": True},
@@ -315,6 +323,8 @@ def test_update_that_races_another_operation_is_retried(moto_endpoint):
         ("UpdateStack", "Throttling", 400),  # past the client's own three attempts
         ("DescribeStacks", "InternalFailure", 500),
         ("ListModelPackages", "ThrottlingException", 400),
+        # A server-side failure under a code the list does not name: its status says "retry".
+        ("DescribeStacks", "InternalServiceError", 500),
     ],
 )
 def test_throttling_and_server_errors_are_retried_not_dead_lettered(moto_endpoint, operation, error_code, status):
@@ -346,6 +356,47 @@ def test_update_already_requested_for_the_event_is_not_repeated(moto_endpoint, c
         assert result == {"batchItemFailures": []}
         assert "already requested" in caplog.text
         assert world.served() == "none"
+
+
+def test_a_lost_connection_to_cloudformation_is_retried_not_dead_lettered(world):
+    """CloudFormation cannot be reached (past the client's own three attempts): the approval goes
+    back to the queue; the dead-letter queue and the metrics, still reachable, see nothing."""
+    world.create_stack()
+    event = world.registry.decide(world.registry.register(), "Approved")
+    with socket.socket() as closed:  # a port of 127.0.0.1 nothing listens on once closed
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    unreachable = boto3.client("cloudformation", endpoint_url=f"http://127.0.0.1:{port}", region_name=REGION,
+                               config=deployer.CLIENT_CONFIG)
+    clients = dataclasses.replace(world.clients, cloudformation=unreachable)
+
+    result = deployer.handler(sqs_batch(event), None, clients=clients, settings=world.settings)
+
+    assert result == {"batchItemFailures": [{"itemIdentifier": "message-0"}]}
+    assert world.dead_letters() == []
+    assert world.metric(deployer.PROMOTION_FAILURES_METRIC) == {}
+    assert world.served() == "none"
+
+
+def test_an_update_cloudformation_finds_nothing_to_do_in_is_unchanged_not_dead_lettered(moto_endpoint, caplog):
+    """CloudFormation answers an update that would change no resource with a ValidationError
+    (injected: moto updates anyway). Nothing failed: the message is done, no alarm, no dead letter."""
+    with AwsFaultProxy(moto_endpoint) as proxy:
+        world = World(proxy.url)
+        world.create_stack()
+        arn = world.registry.register()
+        event = world.registry.decide(arn, "Approved")
+        proxy.inject("UpdateStack", error_code="ValidationError", message="No updates are to be performed.")
+
+        with caplog.at_level(logging.INFO):
+            result = world.run(event)
+
+        assert result == {"batchItemFailures": []}
+        assert world.dead_letters() == []
+        assert world.metric(deployer.PROMOTION_FAILURES_METRIC) == {}
+        assert world.metric(deployer.NOT_SERVING_METRIC) == {}  # no deployment started
+        assert world.declared() == arn
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("Message ")] == ["Message message-0: unchanged"]
 
 
 # --- Permanent: dead-lettered at once, alarm within minutes --------------------------------------
@@ -788,3 +839,48 @@ def test_a_record_without_body_or_message_id_is_dead_lettered_with_placeholders(
     assert body == "<empty message>"
     assert attributes["SourceMessageId"] == "unknown"
     assert attributes["FailureReason"].startswith("MalformedEvent")
+
+
+@pytest.mark.parametrize("missing", ["Endpoint", "EndpointConfig"])
+def test_a_stack_that_declares_the_package_without_an_endpoint_or_its_config_is_reported(world, caplog, missing):
+    """A serving stack whose template lost one of the two: the approval deploys, and the check says
+    which stack lacks them instead of failing on the half it finds."""
+    template = stand_in_template(world.endpoint_name, APPROVED_PACKAGE_PARAMETER)
+    del template["Resources"][missing]
+    if missing == "EndpointConfig":  # the endpoint runs a config made outside the stack
+        sagemaker = world.clients.sagemaker
+        sagemaker.create_model(ModelName="outside", PrimaryContainer={"Image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/other:1"},
+                               ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/model-execution")
+        sagemaker.create_endpoint_config(EndpointConfigName="outside", ProductionVariants=[{
+            "VariantName": "AllTraffic", "ModelName": "outside", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+        template["Resources"]["Endpoint"]["Properties"]["EndpointConfigName"] = "outside"
+    world.create_stack(template=template)
+    arn = world.registry.register()
+    approve(world, arn)
+
+    with caplog.at_level(logging.INFO):
+        assert world.check() == {"batchItemFailures": []}
+
+    (reason,) = _not_serving_reasons(caplog)
+    assert reason.endswith(f"stack {STACK_NAME} declares {arn} but has no endpoint or endpoint config")
+    assert not [r for r in caplog.records if "Serving check failed" in r.getMessage()]
+    assert world.metric(deployer.NOT_SERVING_METRIC)["Maximum"] == 1
+
+
+def test_a_model_described_without_a_containers_list_serves_its_primary_container(world, caplog):
+    """SageMaker's DescribeModel of a model built on a PrimaryContainer names no Containers (moto
+    answers an empty list, so the answer is made SageMaker's here)."""
+    from moto.sagemaker.models import sagemaker_backends
+
+    world.create_stack()
+    arn = world.registry.register()
+    approve(world, arn)
+    model_name = _physical_name(world, "AWS::SageMaker::Model")
+    sagemaker_backends[ACCOUNT][REGION].describe_model(model_name).containers = None
+    assert "Containers" not in world.clients.sagemaker.describe_model(ModelName=model_name)
+
+    with caplog.at_level(logging.INFO):
+        assert world.check() == {"batchItemFailures": []}
+
+    assert _not_serving_reasons(caplog) == []
+    assert world.metric(deployer.NOT_SERVING_METRIC)["Maximum"] == 0

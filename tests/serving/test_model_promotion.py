@@ -307,6 +307,19 @@ def test_the_deployer_refuses_a_promoted_version_whose_container_names_no_artifa
         deployer.verify_promoted_artifact(accounts.deployer, PROD_SETTINGS, baked)
 
 
+def test_the_deployer_refuses_a_promoted_version_without_an_inference_specification(accounts):
+    # A version may be registered without one (a model card, say): no artifact to verify, none served.
+    source_arn = accounts.register_in_staging(accounts.seal(b"evaluated"))
+    bare = accounts.prod_sagemaker.create_model_package(
+        ModelPackageGroupName=PROD.model_package_group_name, ModelApprovalStatus="PendingManualApproval",
+        CustomerMetadataProperties={"PromotedFromModelPackageArn": source_arn,
+                                    "ModelArtifactSha256": hashlib.sha256(b"evaluated").hexdigest()},
+    )["ModelPackageArn"]
+    assert "InferenceSpecification" not in accounts.prod_sagemaker.describe_model_package(ModelPackageName=bare)
+    with pytest.raises(deployer.PermanentFailure, match=r"artifact \[\] is not the sealed artifact"):
+        deployer.verify_promoted_artifact(accounts.deployer, PROD_SETTINGS, bare)
+
+
 def test_the_deployer_refuses_a_version_its_source_does_not_register(accounts):
     other = accounts.register_in_staging(accounts.seal(b"another model"))
     url = accounts.seal(b"evaluated")
