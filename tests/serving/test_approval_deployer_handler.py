@@ -241,18 +241,24 @@ def test_event_for_another_group_is_ignored(world, caplog):
 
 
 @pytest.mark.parametrize(
-    "body",
+    ("body", "reason"),
     [
-        "{not json",
-        json.dumps(["a", "list"]),
-        json.dumps({"source": "aws.sagemaker", "detail-type": "SageMaker Endpoint State Change", "detail": {}}),
-        json.dumps({"source": "aws.sagemaker", "detail-type": "SageMaker Model Package State Change"}),
-        json.dumps({"source": "aws.sagemaker", "detail-type": "SageMaker Model Package State Change",
-                    "detail": {"ModelPackageGroupName": GROUP, "ModelApprovalStatus": "Approved"}}),
+        ("{not json", "MalformedEvent: not JSON: Expecting property name enclosed in double quotes"),
+        (json.dumps(["a", "list"]), "MalformedEvent: expected a JSON object, got list"),
+        (json.dumps({"source": "aws.sagemaker", "detail-type": "SageMaker Endpoint State Change", "detail": {}}),
+         "MalformedEvent: unexpected source='aws.sagemaker' detail-type='SageMaker Endpoint State Change'"),
+        (json.dumps({"source": "aws.sagemaker", "detail-type": "SageMaker Model Package State Change"}),
+         "MalformedEvent: event has no 'detail' object"),
+        (json.dumps({"source": "aws.sagemaker", "detail-type": "SageMaker Model Package State Change",
+                     "detail": {"ModelPackageGroupName": GROUP, "ModelApprovalStatus": "Approved"}}),
+         "MalformedEvent: event detail has no ModelPackageArn"),
+        (json.dumps({"source": "aws.sagemaker", "detail-type": "SageMaker Model Package State Change",
+                     "detail": {"ModelPackageArn": "", "ModelPackageGroupName": GROUP, "ModelApprovalStatus": "Approved"}}),
+         "MalformedEvent: event detail has no ModelPackageArn"),
     ],
-    ids=["not-json", "not-an-object", "other-detail-type", "no-detail", "no-package-arn"],
+    ids=["not-json", "not-an-object", "other-detail-type", "no-detail", "no-package-arn", "empty-package-arn"],
 )
-def test_malformed_event_is_dead_lettered_at_once(world, caplog, body):
+def test_malformed_event_is_dead_lettered_at_once(world, caplog, body, reason):
     world.create_stack()
     arn = world.registry.register()
     good = world.registry.decide(arn, "Approved")
@@ -264,7 +270,7 @@ def test_malformed_event_is_dead_lettered_at_once(world, caplog, body):
     ((dead_body, attributes),) = world.dead_letters()
     assert dead_body == body
     assert attributes["SourceMessageId"] == "message-0"
-    assert "MalformedEvent" in attributes["FailureReason"]
+    assert attributes["FailureReason"].startswith(reason)  # what the operator reads on the dead letter
     assert world.metric(deployer.PROMOTION_FAILURES_METRIC)["Sum"] == 1
     assert any(r.levelno == logging.ERROR and "DEAD-LETTERED" in r.getMessage() for r in caplog.records)
     assert world.served() == arn
@@ -272,15 +278,17 @@ def test_malformed_event_is_dead_lettered_at_once(world, caplog, body):
 
 # --- Transient: retried through the queue -------------------------------------------------------
 
-def test_update_already_in_progress_is_retried_later_not_lost(world):
+def test_update_already_in_progress_is_retried_later_not_lost(world, caplog):
     world.create_stack()
     arn = world.registry.register()
     event = world.registry.decide(arn, "Approved")
     set_stack_status(STACK_NAME, "UPDATE_IN_PROGRESS")  # e.g. a `cdk deploy` is running
 
-    first_delivery = world.run(event)
+    with caplog.at_level(logging.INFO):
+        first_delivery = world.run(event)
 
     assert first_delivery == {"batchItemFailures": [{"itemIdentifier": "message-0"}]}  # back to the queue
+    assert f"Message message-0 retried later: RetryLater: stack {STACK_NAME} is UPDATE_IN_PROGRESS; will retry" in caplog.text
     assert world.update_stack_calls == 0
     assert world.served() == "none"
     assert world.dead_letters() == []
@@ -522,6 +530,11 @@ def test_approving_it_again_is_a_new_human_decision(world):
 
     assert world.update_stack_calls == calls + 1
     assert world.served() == failing
+    # A new event, a new request token: CloudFormation refuses a token it has seen, and would
+    # leave the package undeployed.
+    first, again = (r["ClientRequestToken"] for r in world.update_requests if r["ClientRequestToken"].startswith(
+        f"promote-{failing.rsplit('/', 1)[-1]}-"))
+    assert first != again
 
 
 def test_rollback_of_another_operation_does_not_reject_the_declared_package(world):
@@ -838,7 +851,7 @@ def test_a_record_without_body_or_message_id_is_dead_lettered_with_placeholders(
     ((body, attributes),) = world.dead_letters()
     assert body == "<empty message>"
     assert attributes["SourceMessageId"] == "unknown"
-    assert attributes["FailureReason"].startswith("MalformedEvent")
+    assert attributes["FailureReason"].startswith("MalformedEvent: not JSON")  # read as an empty body
 
 
 @pytest.mark.parametrize("missing", ["Endpoint", "EndpointConfig"])
