@@ -829,10 +829,15 @@ def test_an_endpoint_config_rebuilt_under_the_stacks_name_on_another_model_is_re
 
 def test_a_model_that_runs_the_package_as_one_of_its_containers_serves_it(world, caplog):
     """A model may list its containers (Containers) instead of naming a PrimaryContainer."""
+    from moto.sagemaker.models import sagemaker_backends
+
     world.create_stack()
     arn = world.registry.register()
     approve(world, arn)
     _rebuild_stacks_endpoint_config(world, Containers=[{"ModelPackageName": arn}])
+    # SageMaker's DescribeModel of such a model names no PrimaryContainer (moto answers {}).
+    sagemaker_backends[ACCOUNT][REGION].describe_model("out-of-band").primary_container = None
+    assert "PrimaryContainer" not in world.clients.sagemaker.describe_model(ModelName="out-of-band")
 
     with caplog.at_level(logging.INFO):
         assert world.check() == {"batchItemFailures": []}
