@@ -77,6 +77,8 @@ def test_approval_declares_the_package_and_updates_the_stack_once(world):
     assert result == {"batchItemFailures": []}
     assert world.update_stack_calls == 1
     assert world.declared() == arn
+    # SSM refuses any other type name; moto stores what it is sent.
+    assert world.clients.ssm.get_parameter(Name=APPROVED_PACKAGE_PARAMETER)["Parameter"]["Type"] == "String"
     assert world.stack_parameters() == {PARAMETER: arn, "BootstrapVersion": "21", "DataCaptureSamplingPercent": "50"}
     assert world.served() == arn
     assert world.metric(deployer.NO_APPROVED_PACKAGE_METRIC) == {"SampleCount": 1, "Sum": 0, "Minimum": 0, "Maximum": 0}
