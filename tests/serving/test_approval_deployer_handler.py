@@ -443,6 +443,18 @@ def test_missing_stack_dead_letters_the_approval_at_once(world):
     assert world.metric(deployer.PROMOTION_FAILURES_METRIC)["Sum"] == 1
 
 
+def test_a_missing_approved_package_parameter_dead_letters_the_approval_at_once(world):
+    world.create_stack()
+    event = world.registry.decide(world.registry.register(), "Approved")
+    world.clients.ssm.delete_parameter(Name=APPROVED_PACKAGE_PARAMETER)  # the foundation stack was deleted
+
+    assert world.run(event) == {"batchItemFailures": []}
+    ((_, attributes),) = world.dead_letters()
+    assert attributes["FailureReason"] == (f"PermanentFailure: SSM parameter {APPROVED_PACKAGE_PARAMETER} does not exist "
+                                           "(the foundation stack creates it)")
+    assert world.update_stack_calls == 0
+
+
 @pytest.mark.parametrize(
     ("operation", "error_code", "message", "status"),
     [
