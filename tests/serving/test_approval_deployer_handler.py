@@ -242,6 +242,33 @@ def test_event_for_another_group_is_ignored(world, caplog):
     assert "belongs to group someone-elses-models" in caplog.text
 
 
+def test_a_newer_approved_version_of_another_group_is_never_deployed(world):
+    world.create_stack()
+    ours = world.registry.register()
+    world.clients.sagemaker.create_model_package_group(ModelPackageGroupName="someone-elses-models")
+    event = world.registry.decide(ours, "Approved")
+    world.registry.decide(world.registry.register(group="someone-elses-models"), "Approved")  # newer
+
+    assert world.run(event) == {"batchItemFailures": []}
+
+    assert world.served() == ours
+    assert world.declared() == ours
+
+
+def test_the_registry_is_asked_for_the_newest_approved_version_of_the_group(world):
+    """moto lists versioned packages whatever the request says; SageMaker lists only unversioned
+    ones unless ModelPackageType says otherwise, and sorts as asked: the request must say it all."""
+    world.create_stack()
+    requests = []
+    world.clients.sagemaker.meta.events.register(
+        "provide-client-params.sagemaker.ListModelPackages", lambda params, **_: requests.append(dict(params)))
+
+    approve(world, world.registry.register())
+
+    assert requests == [{"ModelPackageGroupName": GROUP, "ModelApprovalStatus": "Approved", "ModelPackageType": "Versioned",
+                         "SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": 1}]
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
