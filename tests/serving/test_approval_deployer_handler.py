@@ -393,6 +393,8 @@ def test_update_already_requested_for_the_event_is_not_repeated(moto_endpoint, c
         assert result == {"batchItemFailures": []}
         assert "already requested" in caplog.text
         assert world.served() == "none"
+        assert world.metric(deployer.NOT_SERVING_METRIC) == {}  # no deployment started
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("Message ")] == ["Message message-0: unchanged"]
 
 
 def test_a_lost_connection_to_cloudformation_is_retried_not_dead_lettered(world):
