@@ -20,6 +20,7 @@ tests/serving/test_approval_deployer_iam.py.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -46,7 +47,7 @@ from support.approval_deployer_world import (
     stand_in_template,
 )
 from support.aws_fault_proxy import AwsFaultProxy
-from support.moto_cloudformation import roll_back_update, set_stack_status, ssm_parameters_resolved_on_update
+from support.moto_cloudformation import moto_stack, roll_back_update, set_stack_status, ssm_parameters_resolved_on_update
 
 
 @pytest.fixture(autouse=True)
@@ -456,7 +457,8 @@ def test_stack_state_no_retry_can_fix_dead_letters_the_approval_at_once(world, s
     assert result == {"batchItemFailures": []}  # not back to the queue for 36 x 10 minutes
     ((dead_body, attributes),) = world.dead_letters()
     assert json.loads(dead_body) == event
-    assert status in attributes["FailureReason"]
+    assert attributes["FailureReason"] == (f"PermanentFailure: stack {STACK_NAME} is {status}: no update can start "
+                                           "from it; it needs a person (see the stack events)")
     assert world.metric(deployer.PROMOTION_FAILURES_METRIC)["Sum"] == 1
     assert world.update_stack_calls == 0
 
@@ -470,6 +472,20 @@ def test_missing_stack_dead_letters_the_approval_at_once(world):
     ((_, attributes),) = world.dead_letters()
     assert f"stack {STACK_NAME} does not exist" in attributes["FailureReason"]
     assert world.metric(deployer.PROMOTION_FAILURES_METRIC)["Sum"] == 1
+
+
+def test_a_stack_without_the_approved_package_parameter_dead_letters_the_approval_at_once(world):
+    """A stack deployed from a template that declares no parameters at all (CloudFormation then
+    answers no Parameters)."""
+    world.clients.sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
+    world.clients.cloudformation.create_stack(StackName=STACK_NAME, TemplateBody=json.dumps(
+        {"Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}}))
+    event = world.registry.decide(world.registry.register(), "Approved")
+
+    assert world.run(event) == {"batchItemFailures": []}
+    ((_, attributes),) = world.dead_letters()
+    assert attributes["FailureReason"] == f"PermanentFailure: stack {STACK_NAME} has no parameter {PARAMETER}"
+    assert world.update_stack_calls == 0
 
 
 def test_a_missing_approved_package_parameter_dead_letters_the_approval_at_once(world):
@@ -563,6 +579,35 @@ def test_rolled_back_promotion_is_rejected_with_the_reason_and_never_redeployed(
     assert world.metric(deployer.PROMOTION_FAILURES_METRIC)["Sum"] == 1
 
 
+@pytest.mark.parametrize("recorded", ["two-failed-resources", "no-failed-resource", "no-reason"])
+def test_the_rejection_says_why_cloudformation_rolled_back(world, recorded):
+    """The reason is each failed resource's, else the rollback's own (a rollback trigger's alarm
+    fails no resource), else none."""
+    world.create_stack()
+    _, failing = promote_and_roll_back(world)
+    events = moto_stack(STACK_NAME).events
+    (failed,) = [e for e in events if e.resource_status == "UPDATE_FAILED"]
+    (rollback,) = [e for e in events if e.resource_status == "UPDATE_ROLLBACK_IN_PROGRESS"]
+    if recorded == "two-failed-resources":
+        model = copy.copy(failed)
+        model.logical_resource_id, model.resource_type, model.resource_status_reason = (
+            "Model", "AWS::SageMaker::Model", "the model failed")
+        events.insert(events.index(failed), model)
+        expected = {f"Endpoint: {failed.resource_status_reason}; Model: the model failed",
+                    f"Model: the model failed; Endpoint: {failed.resource_status_reason}"}
+    else:
+        events.remove(failed)
+        rollback.resource_status_reason = "Rollback triggered by alarm" if recorded == "no-failed-resource" else None
+        expected = {"Rollback triggered by alarm" if recorded == "no-failed-resource" else "no reason given"}
+
+    world.check()
+
+    status, description = world.registry.status(failing)
+    assert status == "Rejected"
+    assert description in {f"Rejected by the approval deployer: CloudFormation rolled back its promotion on stack "
+                           f"{STACK_NAME} ({reason})" for reason in expected}
+
+
 def test_approving_it_again_is_a_new_human_decision(world):
     world.create_stack()
     _, failing = promote_and_roll_back(world)
@@ -578,6 +623,39 @@ def test_approving_it_again_is_a_new_human_decision(world):
     first, again = (r["ClientRequestToken"] for r in world.update_requests if r["ClientRequestToken"].startswith(
         f"promote-{failing.rsplit('/', 1)[-1]}-"))
     assert first != again
+
+
+def test_a_check_while_a_rejected_package_deploys_again_does_not_reject_it_again(world):
+    """A person approved the package again after its rollback; while that update runs, the old
+    rollback is still the stack's last one, and it is not this update's."""
+    world.create_stack()
+    _, failing = promote_and_roll_back(world)
+    world.check()  # rejected
+    world.registry.decide(failing, "Approved")
+    world.clients.ssm.put_parameter(Name=APPROVED_PACKAGE_PARAMETER, Value=failing, Type="String", Overwrite=True)
+    set_stack_status(STACK_NAME, "UPDATE_IN_PROGRESS")
+
+    world.check()
+
+    assert world.registry.status(failing)[0] == "Approved"
+    assert world.declared() == failing
+    assert world.metric(deployer.PROMOTION_FAILURES_METRIC)["Sum"] == 1  # the first rollback only
+
+
+def test_a_rolled_back_stack_with_no_package_declared_is_checked_not_marked(world, caplog):
+    """An operator set the declaration to none after a rollback: no promotion to mark, and the
+    check still says what is not serving."""
+    world.create_stack()
+    _, failing = promote_and_roll_back(world)
+    world.clients.ssm.put_parameter(Name=APPROVED_PACKAGE_PARAMETER, Value="none", Type="String", Overwrite=True)
+
+    with caplog.at_level(logging.INFO):
+        assert world.check() == {"batchItemFailures": []}
+
+    assert world.registry.status(failing)[0] == "Approved"
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [m for m in errors if m.startswith(f"THE NEWEST APPROVED PACKAGE {failing} IS NOT SERVING")]
+    assert not [m for m in errors if "Serving check failed" in m]
 
 
 def test_rollback_of_another_operation_does_not_reject_the_declared_package(world):

@@ -255,7 +255,8 @@ class World:
 
     def metric(self, name: str) -> dict[str, float]:
         """Everything published to one of the deployer's metrics in this test, in one datapoint
-        (SampleCount, Sum, Minimum, Maximum); {} if nothing was published."""
+        (SampleCount, Sum, Minimum, Maximum); {} if nothing was published. Only datapoints whose
+        unit is Count: statistics that name a unit leave out the datapoints of any other."""
         now = datetime.now(timezone.utc)
         response = self.clients.cloudwatch.get_metric_statistics(
             Namespace=self.settings.metric_namespace,
@@ -265,6 +266,7 @@ class World:
             EndTime=now + timedelta(hours=1),
             Period=7200,
             Statistics=["SampleCount", "Sum", "Minimum", "Maximum"],
+            Unit="Count",
         )
         (point,) = response["Datapoints"] or [{}]
         return {key: point[key] for key in ("SampleCount", "Sum", "Minimum", "Maximum") if key in point}
