@@ -658,6 +658,22 @@ def test_a_rolled_back_stack_with_no_package_declared_is_checked_not_marked(worl
     assert not [m for m in errors if "Serving check failed" in m]
 
 
+def test_a_rollback_whose_start_is_past_the_first_page_of_events_is_not_marked(world, caplog):
+    """DescribeStackEvents answers the newest 100 events first: a large rollback can push its own
+    start off that page. Without it nothing says whose rollback it was, so nothing is rejected."""
+    world.create_stack()
+    _, failing = promote_and_roll_back(world)
+    events = moto_stack(STACK_NAME).events
+    events.remove(next(e for e in events if e.resource_status == "UPDATE_ROLLBACK_IN_PROGRESS"))
+
+    with caplog.at_level(logging.INFO):
+        assert world.check() == {"batchItemFailures": []}
+
+    assert world.registry.status(failing)[0] == "Approved"
+    assert not [r for r in caplog.records if "Serving check failed" in r.getMessage()]
+    assert world.metric(deployer.NOT_SERVING_METRIC)["Maximum"] == 1  # the newest approved one does not serve
+
+
 def test_rollback_of_another_operation_does_not_reject_the_declared_package(world):
     """A `cdk deploy` (not a promotion's token) was rolled back: nothing says the package failed."""
     world.create_stack()
