@@ -73,6 +73,7 @@ TARGETS: tuple[MutationTarget, ...] = (
                     "test_each_fail_step_states_the_accuracy_and_the_threshold_it_missed",
                     "test_an_artifact_already_in_the_registry_is_not_registered_again",
                     "test_a_dev_environment_that_registers_approved_versions_gets_that_status_in_its_definition",
+                    "test_an_environment_serving_on_a_gpu_registers_the_gpu_build_of_the_inference_image",
                 )
             ),
         ),

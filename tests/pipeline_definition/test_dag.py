@@ -411,6 +411,21 @@ def test_a_dev_environment_that_registers_approved_versions_gets_that_status_in_
     assert step_named(approved, "Register-RegisterModel")["Arguments"]["ModelApprovalStatus"] == "Approved"
 
 
+
+def test_an_environment_serving_on_a_gpu_registers_the_gpu_build_of_the_inference_image():
+    # Every configured environment serves on CPU types, whose images are the same build: only a
+    # GPU serving type shows that the image is chosen for the type the endpoint runs on.
+    from pipeline_definition import PipelineDefinitionSettings, definition_json
+    from stacks.config import load_environment
+
+    config = load_environment("staging")
+    on_gpu = config.model_copy(update={"serving": config.serving.model_copy(update={"instance_type": "ml.g4dn.xlarge"})})
+    definition = json.loads(definition_json(PipelineDefinitionSettings.from_environment(on_gpu)))
+    spec = step_named(definition, "Register-RegisterModel")["Arguments"]["InferenceSpecification"]
+    assert spec["SupportedRealtimeInferenceInstanceTypes"][0] == "ml.g4dn.xlarge"
+    assert "-gpu-" in spec["Containers"][0]["Image"]
+    assert step_named(definition, "Create-CreateModel")["Arguments"]["PrimaryContainer"]["Image"] == spec["Containers"][0]["Image"]
+
 def _accuracy(value) -> bool:
     return _json_get_path(value) == evaluate.ACCURACY_JSON_PATH
 

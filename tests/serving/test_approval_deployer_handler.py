@@ -20,9 +20,13 @@ tests/serving/test_approval_deployer_iam.py.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import logging
+import socket
 
+import boto3
 import pytest
 
 from stacks.lambdas.approval_deployer import handler as deployer
@@ -39,9 +43,11 @@ from support.approval_deployer_world import (
     World,
     approve,
     promote_and_roll_back,
+    sqs_batch,
+    stand_in_template,
 )
 from support.aws_fault_proxy import AwsFaultProxy
-from support.moto_cloudformation import roll_back_update, set_stack_status, ssm_parameters_resolved_on_update
+from support.moto_cloudformation import moto_stack, roll_back_update, set_stack_status, ssm_parameters_resolved_on_update
 
 
 @pytest.fixture(autouse=True)
@@ -72,6 +78,8 @@ def test_approval_declares_the_package_and_updates_the_stack_once(world):
     assert result == {"batchItemFailures": []}
     assert world.update_stack_calls == 1
     assert world.declared() == arn
+    # SSM refuses any other type name; moto stores what it is sent.
+    assert world.clients.ssm.get_parameter(Name=APPROVED_PACKAGE_PARAMETER)["Parameter"]["Type"] == "String"
     assert world.stack_parameters() == {PARAMETER: arn, "BootstrapVersion": "21", "DataCaptureSamplingPercent": "50"}
     assert world.served() == arn
     assert world.metric(deployer.NO_APPROVED_PACKAGE_METRIC) == {"SampleCount": 1, "Sum": 0, "Minimum": 0, "Maximum": 0}
@@ -84,6 +92,9 @@ def test_the_update_passes_only_the_approval_update_role_and_re_reads_the_parame
     (request,) = world.update_requests
     assert request["RoleARN"] == UPDATE_ROLE_ARN
     assert request["UsePreviousTemplate"] is True
+    # The serving stack holds IAM roles: CloudFormation refuses an update of it that does not
+    # acknowledge them (moto does not check).
+    assert request["Capabilities"] == ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM"]
     assert request["Parameters"] == [
         {"ParameterKey": "BootstrapVersion", "UsePreviousValue": True},
         {"ParameterKey": "DataCaptureSamplingPercent", "UsePreviousValue": True},
@@ -232,19 +243,52 @@ def test_event_for_another_group_is_ignored(world, caplog):
     assert "belongs to group someone-elses-models" in caplog.text
 
 
+def test_a_newer_approved_version_of_another_group_is_never_deployed(world):
+    world.create_stack()
+    ours = world.registry.register()
+    world.clients.sagemaker.create_model_package_group(ModelPackageGroupName="someone-elses-models")
+    event = world.registry.decide(ours, "Approved")
+    world.registry.decide(world.registry.register(group="someone-elses-models"), "Approved")  # newer
+
+    assert world.run(event) == {"batchItemFailures": []}
+
+    assert world.served() == ours
+    assert world.declared() == ours
+
+
+def test_the_registry_is_asked_for_the_newest_approved_version_of_the_group(world):
+    """moto lists versioned packages whatever the request says; SageMaker lists only unversioned
+    ones unless ModelPackageType says otherwise, and sorts as asked: the request must say it all."""
+    world.create_stack()
+    requests = []
+    world.clients.sagemaker.meta.events.register(
+        "provide-client-params.sagemaker.ListModelPackages", lambda params, **_: requests.append(dict(params)))
+
+    approve(world, world.registry.register())
+
+    assert requests == [{"ModelPackageGroupName": GROUP, "ModelApprovalStatus": "Approved", "ModelPackageType": "Versioned",
+                         "SortBy": "CreationTime", "SortOrder": "Descending", "MaxResults": 1}]
+
+
 @pytest.mark.parametrize(
-    "body",
+    ("body", "reason"),
     [
-        "{not json",
-        json.dumps(["a", "list"]),
-        json.dumps({"source": "aws.sagemaker", "detail-type": "SageMaker Endpoint State Change", "detail": {}}),
-        json.dumps({"source": "aws.sagemaker", "detail-type": "SageMaker Model Package State Change"}),
-        json.dumps({"source": "aws.sagemaker", "detail-type": "SageMaker Model Package State Change",
-                    "detail": {"ModelPackageGroupName": GROUP, "ModelApprovalStatus": "Approved"}}),
+        ("{not json", "MalformedEvent: not JSON: Expecting property name enclosed in double quotes"),
+        (json.dumps(["a", "list"]), "MalformedEvent: expected a JSON object, got list"),
+        (json.dumps({"source": "aws.sagemaker", "detail-type": "SageMaker Endpoint State Change", "detail": {}}),
+         "MalformedEvent: unexpected source='aws.sagemaker' detail-type='SageMaker Endpoint State Change'"),
+        (json.dumps({"source": "aws.sagemaker", "detail-type": "SageMaker Model Package State Change"}),
+         "MalformedEvent: event has no 'detail' object"),
+        (json.dumps({"source": "aws.sagemaker", "detail-type": "SageMaker Model Package State Change",
+                     "detail": {"ModelPackageGroupName": GROUP, "ModelApprovalStatus": "Approved"}}),
+         "MalformedEvent: event detail has no ModelPackageArn"),
+        (json.dumps({"source": "aws.sagemaker", "detail-type": "SageMaker Model Package State Change",
+                     "detail": {"ModelPackageArn": "", "ModelPackageGroupName": GROUP, "ModelApprovalStatus": "Approved"}}),
+         "MalformedEvent: event detail has no ModelPackageArn"),
     ],
-    ids=["not-json", "not-an-object", "other-detail-type", "no-detail", "no-package-arn"],
+    ids=["not-json", "not-an-object", "other-detail-type", "no-detail", "no-package-arn", "empty-package-arn"],
 )
-def test_malformed_event_is_dead_lettered_at_once(world, caplog, body):
+def test_malformed_event_is_dead_lettered_at_once(world, caplog, body, reason):
     world.create_stack()
     arn = world.registry.register()
     good = world.registry.decide(arn, "Approved")
@@ -256,7 +300,7 @@ def test_malformed_event_is_dead_lettered_at_once(world, caplog, body):
     ((dead_body, attributes),) = world.dead_letters()
     assert dead_body == body
     assert attributes["SourceMessageId"] == "message-0"
-    assert "MalformedEvent" in attributes["FailureReason"]
+    assert attributes["FailureReason"].startswith(reason)  # what the operator reads on the dead letter
     assert world.metric(deployer.PROMOTION_FAILURES_METRIC)["Sum"] == 1
     assert any(r.levelno == logging.ERROR and "DEAD-LETTERED" in r.getMessage() for r in caplog.records)
     assert world.served() == arn
@@ -264,15 +308,17 @@ def test_malformed_event_is_dead_lettered_at_once(world, caplog, body):
 
 # --- Transient: retried through the queue -------------------------------------------------------
 
-def test_update_already_in_progress_is_retried_later_not_lost(world):
+def test_update_already_in_progress_is_retried_later_not_lost(world, caplog):
     world.create_stack()
     arn = world.registry.register()
     event = world.registry.decide(arn, "Approved")
     set_stack_status(STACK_NAME, "UPDATE_IN_PROGRESS")  # e.g. a `cdk deploy` is running
 
-    first_delivery = world.run(event)
+    with caplog.at_level(logging.INFO):
+        first_delivery = world.run(event)
 
     assert first_delivery == {"batchItemFailures": [{"itemIdentifier": "message-0"}]}  # back to the queue
+    assert f"Message message-0 retried later: RetryLater: stack {STACK_NAME} is UPDATE_IN_PROGRESS; will retry" in caplog.text
     assert world.update_stack_calls == 0
     assert world.served() == "none"
     assert world.dead_letters() == []
@@ -315,6 +361,8 @@ def test_update_that_races_another_operation_is_retried(moto_endpoint):
         ("UpdateStack", "Throttling", 400),  # past the client's own three attempts
         ("DescribeStacks", "InternalFailure", 500),
         ("ListModelPackages", "ThrottlingException", 400),
+        # A server-side failure under a code the list does not name: its status says "retry".
+        ("DescribeStacks", "InternalServiceError", 500),
     ],
 )
 def test_throttling_and_server_errors_are_retried_not_dead_lettered(moto_endpoint, operation, error_code, status):
@@ -346,6 +394,49 @@ def test_update_already_requested_for_the_event_is_not_repeated(moto_endpoint, c
         assert result == {"batchItemFailures": []}
         assert "already requested" in caplog.text
         assert world.served() == "none"
+        assert world.metric(deployer.NOT_SERVING_METRIC) == {}  # no deployment started
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("Message ")] == ["Message message-0: unchanged"]
+
+
+def test_a_lost_connection_to_cloudformation_is_retried_not_dead_lettered(world):
+    """CloudFormation cannot be reached (past the client's own three attempts): the approval goes
+    back to the queue; the dead-letter queue and the metrics, still reachable, see nothing."""
+    world.create_stack()
+    event = world.registry.decide(world.registry.register(), "Approved")
+    with socket.socket() as closed:  # a port of 127.0.0.1 nothing listens on once closed
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    unreachable = boto3.client("cloudformation", endpoint_url=f"http://127.0.0.1:{port}", region_name=REGION,
+                               config=deployer.CLIENT_CONFIG)
+    clients = dataclasses.replace(world.clients, cloudformation=unreachable)
+
+    result = deployer.handler(sqs_batch(event), None, clients=clients, settings=world.settings)
+
+    assert result == {"batchItemFailures": [{"itemIdentifier": "message-0"}]}
+    assert world.dead_letters() == []
+    assert world.metric(deployer.PROMOTION_FAILURES_METRIC) == {}
+    assert world.served() == "none"
+
+
+def test_an_update_cloudformation_finds_nothing_to_do_in_is_unchanged_not_dead_lettered(moto_endpoint, caplog):
+    """CloudFormation answers an update that would change no resource with a ValidationError
+    (injected: moto updates anyway). Nothing failed: the message is done, no alarm, no dead letter."""
+    with AwsFaultProxy(moto_endpoint) as proxy:
+        world = World(proxy.url)
+        world.create_stack()
+        arn = world.registry.register()
+        event = world.registry.decide(arn, "Approved")
+        proxy.inject("UpdateStack", error_code="ValidationError", message="No updates are to be performed.")
+
+        with caplog.at_level(logging.INFO):
+            result = world.run(event)
+
+        assert result == {"batchItemFailures": []}
+        assert world.dead_letters() == []
+        assert world.metric(deployer.PROMOTION_FAILURES_METRIC) == {}
+        assert world.metric(deployer.NOT_SERVING_METRIC) == {}  # no deployment started
+        assert world.declared() == arn
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("Message ")] == ["Message message-0: unchanged"]
 
 
 # --- Permanent: dead-lettered at once, alarm within minutes --------------------------------------
@@ -366,7 +457,8 @@ def test_stack_state_no_retry_can_fix_dead_letters_the_approval_at_once(world, s
     assert result == {"batchItemFailures": []}  # not back to the queue for 36 x 10 minutes
     ((dead_body, attributes),) = world.dead_letters()
     assert json.loads(dead_body) == event
-    assert status in attributes["FailureReason"]
+    assert attributes["FailureReason"] == (f"PermanentFailure: stack {STACK_NAME} is {status}: no update can start "
+                                           "from it; it needs a person (see the stack events)")
     assert world.metric(deployer.PROMOTION_FAILURES_METRIC)["Sum"] == 1
     assert world.update_stack_calls == 0
 
@@ -380,6 +472,32 @@ def test_missing_stack_dead_letters_the_approval_at_once(world):
     ((_, attributes),) = world.dead_letters()
     assert f"stack {STACK_NAME} does not exist" in attributes["FailureReason"]
     assert world.metric(deployer.PROMOTION_FAILURES_METRIC)["Sum"] == 1
+
+
+def test_a_stack_without_the_approved_package_parameter_dead_letters_the_approval_at_once(world):
+    """A stack deployed from a template that declares no parameters at all (CloudFormation then
+    answers no Parameters)."""
+    world.clients.sagemaker.create_model_package_group(ModelPackageGroupName=GROUP)
+    world.clients.cloudformation.create_stack(StackName=STACK_NAME, TemplateBody=json.dumps(
+        {"Resources": {"Handle": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}}))
+    event = world.registry.decide(world.registry.register(), "Approved")
+
+    assert world.run(event) == {"batchItemFailures": []}
+    ((_, attributes),) = world.dead_letters()
+    assert attributes["FailureReason"] == f"PermanentFailure: stack {STACK_NAME} has no parameter {PARAMETER}"
+    assert world.update_stack_calls == 0
+
+
+def test_a_missing_approved_package_parameter_dead_letters_the_approval_at_once(world):
+    world.create_stack()
+    event = world.registry.decide(world.registry.register(), "Approved")
+    world.clients.ssm.delete_parameter(Name=APPROVED_PACKAGE_PARAMETER)  # the foundation stack was deleted
+
+    assert world.run(event) == {"batchItemFailures": []}
+    ((_, attributes),) = world.dead_letters()
+    assert attributes["FailureReason"] == (f"PermanentFailure: SSM parameter {APPROVED_PACKAGE_PARAMETER} does not exist "
+                                           "(the foundation stack creates it)")
+    assert world.update_stack_calls == 0
 
 
 @pytest.mark.parametrize(
@@ -461,6 +579,35 @@ def test_rolled_back_promotion_is_rejected_with_the_reason_and_never_redeployed(
     assert world.metric(deployer.PROMOTION_FAILURES_METRIC)["Sum"] == 1
 
 
+@pytest.mark.parametrize("recorded", ["two-failed-resources", "no-failed-resource", "no-reason"])
+def test_the_rejection_says_why_cloudformation_rolled_back(world, recorded):
+    """The reason is each failed resource's, else the rollback's own (a rollback trigger's alarm
+    fails no resource), else none."""
+    world.create_stack()
+    _, failing = promote_and_roll_back(world)
+    events = moto_stack(STACK_NAME).events
+    (failed,) = [e for e in events if e.resource_status == "UPDATE_FAILED"]
+    (rollback,) = [e for e in events if e.resource_status == "UPDATE_ROLLBACK_IN_PROGRESS"]
+    if recorded == "two-failed-resources":
+        model = copy.copy(failed)
+        model.logical_resource_id, model.resource_type, model.resource_status_reason = (
+            "Model", "AWS::SageMaker::Model", "the model failed")
+        events.insert(events.index(failed), model)
+        expected = {f"Endpoint: {failed.resource_status_reason}; Model: the model failed",
+                    f"Model: the model failed; Endpoint: {failed.resource_status_reason}"}
+    else:
+        events.remove(failed)
+        rollback.resource_status_reason = "Rollback triggered by alarm" if recorded == "no-failed-resource" else None
+        expected = {"Rollback triggered by alarm" if recorded == "no-failed-resource" else "no reason given"}
+
+    world.check()
+
+    status, description = world.registry.status(failing)
+    assert status == "Rejected"
+    assert description in {f"Rejected by the approval deployer: CloudFormation rolled back its promotion on stack "
+                           f"{STACK_NAME} ({reason})" for reason in expected}
+
+
 def test_approving_it_again_is_a_new_human_decision(world):
     world.create_stack()
     _, failing = promote_and_roll_back(world)
@@ -471,6 +618,60 @@ def test_approving_it_again_is_a_new_human_decision(world):
 
     assert world.update_stack_calls == calls + 1
     assert world.served() == failing
+    # A new event, a new request token: CloudFormation refuses a token it has seen, and would
+    # leave the package undeployed.
+    first, again = (r["ClientRequestToken"] for r in world.update_requests if r["ClientRequestToken"].startswith(
+        f"promote-{failing.rsplit('/', 1)[-1]}-"))
+    assert first != again
+
+
+def test_a_check_while_a_rejected_package_deploys_again_does_not_reject_it_again(world):
+    """A person approved the package again after its rollback; while that update runs, the old
+    rollback is still the stack's last one, and it is not this update's."""
+    world.create_stack()
+    _, failing = promote_and_roll_back(world)
+    world.check()  # rejected
+    world.registry.decide(failing, "Approved")
+    world.clients.ssm.put_parameter(Name=APPROVED_PACKAGE_PARAMETER, Value=failing, Type="String", Overwrite=True)
+    set_stack_status(STACK_NAME, "UPDATE_IN_PROGRESS")
+
+    world.check()
+
+    assert world.registry.status(failing)[0] == "Approved"
+    assert world.declared() == failing
+    assert world.metric(deployer.PROMOTION_FAILURES_METRIC)["Sum"] == 1  # the first rollback only
+
+
+def test_a_rolled_back_stack_with_no_package_declared_is_checked_not_marked(world, caplog):
+    """An operator set the declaration to none after a rollback: no promotion to mark, and the
+    check still says what is not serving."""
+    world.create_stack()
+    _, failing = promote_and_roll_back(world)
+    world.clients.ssm.put_parameter(Name=APPROVED_PACKAGE_PARAMETER, Value="none", Type="String", Overwrite=True)
+
+    with caplog.at_level(logging.INFO):
+        assert world.check() == {"batchItemFailures": []}
+
+    assert world.registry.status(failing)[0] == "Approved"
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert [m for m in errors if m.startswith(f"THE NEWEST APPROVED PACKAGE {failing} IS NOT SERVING")]
+    assert not [m for m in errors if "Serving check failed" in m]
+
+
+def test_a_rollback_whose_start_is_past_the_first_page_of_events_is_not_marked(world, caplog):
+    """DescribeStackEvents answers the newest 100 events first: a large rollback can push its own
+    start off that page. Without it nothing says whose rollback it was, so nothing is rejected."""
+    world.create_stack()
+    _, failing = promote_and_roll_back(world)
+    events = moto_stack(STACK_NAME).events
+    events.remove(next(e for e in events if e.resource_status == "UPDATE_ROLLBACK_IN_PROGRESS"))
+
+    with caplog.at_level(logging.INFO):
+        assert world.check() == {"batchItemFailures": []}
+
+    assert world.registry.status(failing)[0] == "Approved"
+    assert not [r for r in caplog.records if "Serving check failed" in r.getMessage()]
+    assert world.metric(deployer.NOT_SERVING_METRIC)["Maximum"] == 1  # the newest approved one does not serve
 
 
 def test_rollback_of_another_operation_does_not_reject_the_declared_package(world):
@@ -765,10 +966,15 @@ def test_an_endpoint_config_rebuilt_under_the_stacks_name_on_another_model_is_re
 
 def test_a_model_that_runs_the_package_as_one_of_its_containers_serves_it(world, caplog):
     """A model may list its containers (Containers) instead of naming a PrimaryContainer."""
+    from moto.sagemaker.models import sagemaker_backends
+
     world.create_stack()
     arn = world.registry.register()
     approve(world, arn)
     _rebuild_stacks_endpoint_config(world, Containers=[{"ModelPackageName": arn}])
+    # SageMaker's DescribeModel of such a model names no PrimaryContainer (moto answers {}).
+    sagemaker_backends[ACCOUNT][REGION].describe_model("out-of-band").primary_container = None
+    assert "PrimaryContainer" not in world.clients.sagemaker.describe_model(ModelName="out-of-band")
 
     with caplog.at_level(logging.INFO):
         assert world.check() == {"batchItemFailures": []}
@@ -787,4 +993,49 @@ def test_a_record_without_body_or_message_id_is_dead_lettered_with_placeholders(
     ((body, attributes),) = world.dead_letters()
     assert body == "<empty message>"
     assert attributes["SourceMessageId"] == "unknown"
-    assert attributes["FailureReason"].startswith("MalformedEvent")
+    assert attributes["FailureReason"].startswith("MalformedEvent: not JSON")  # read as an empty body
+
+
+@pytest.mark.parametrize("missing", ["Endpoint", "EndpointConfig"])
+def test_a_stack_that_declares_the_package_without_an_endpoint_or_its_config_is_reported(world, caplog, missing):
+    """A serving stack whose template lost one of the two: the approval deploys, and the check says
+    which stack lacks them instead of failing on the half it finds."""
+    template = stand_in_template(world.endpoint_name, APPROVED_PACKAGE_PARAMETER)
+    del template["Resources"][missing]
+    if missing == "EndpointConfig":  # the endpoint runs a config made outside the stack
+        sagemaker = world.clients.sagemaker
+        sagemaker.create_model(ModelName="outside", PrimaryContainer={"Image": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/other:1"},
+                               ExecutionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/model-execution")
+        sagemaker.create_endpoint_config(EndpointConfigName="outside", ProductionVariants=[{
+            "VariantName": "AllTraffic", "ModelName": "outside", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+        template["Resources"]["Endpoint"]["Properties"]["EndpointConfigName"] = "outside"
+    world.create_stack(template=template)
+    arn = world.registry.register()
+    approve(world, arn)
+
+    with caplog.at_level(logging.INFO):
+        assert world.check() == {"batchItemFailures": []}
+
+    (reason,) = _not_serving_reasons(caplog)
+    assert reason.endswith(f"stack {STACK_NAME} declares {arn} but has no endpoint or endpoint config")
+    assert not [r for r in caplog.records if "Serving check failed" in r.getMessage()]
+    assert world.metric(deployer.NOT_SERVING_METRIC)["Maximum"] == 1
+
+
+def test_a_model_described_without_a_containers_list_serves_its_primary_container(world, caplog):
+    """SageMaker's DescribeModel of a model built on a PrimaryContainer names no Containers (moto
+    answers an empty list, so the answer is made SageMaker's here)."""
+    from moto.sagemaker.models import sagemaker_backends
+
+    world.create_stack()
+    arn = world.registry.register()
+    approve(world, arn)
+    model_name = _physical_name(world, "AWS::SageMaker::Model")
+    sagemaker_backends[ACCOUNT][REGION].describe_model(model_name).containers = None
+    assert "Containers" not in world.clients.sagemaker.describe_model(ModelName=model_name)
+
+    with caplog.at_level(logging.INFO):
+        assert world.check() == {"batchItemFailures": []}
+
+    assert _not_serving_reasons(caplog) == []
+    assert world.metric(deployer.NOT_SERVING_METRIC)["Maximum"] == 0

@@ -307,6 +307,31 @@ def test_the_deployer_refuses_a_promoted_version_whose_container_names_no_artifa
         deployer.verify_promoted_artifact(accounts.deployer, PROD_SETTINGS, baked)
 
 
+def test_the_deployer_refuses_a_promoted_version_without_an_inference_specification(accounts):
+    # A version may be registered without one (a model card, say): no artifact to verify, none served.
+    source_arn = accounts.register_in_staging(accounts.seal(b"evaluated"))
+    bare = accounts.prod_sagemaker.create_model_package(
+        ModelPackageGroupName=PROD.model_package_group_name, ModelApprovalStatus="PendingManualApproval",
+        CustomerMetadataProperties={"PromotedFromModelPackageArn": source_arn,
+                                    "ModelArtifactSha256": hashlib.sha256(b"evaluated").hexdigest()},
+    )["ModelPackageArn"]
+    assert "InferenceSpecification" not in accounts.prod_sagemaker.describe_model_package(ModelPackageName=bare)
+    with pytest.raises(deployer.PermanentFailure, match=r"artifact \[\] is not the sealed artifact"):
+        deployer.verify_promoted_artifact(accounts.deployer, PROD_SETTINGS, bare)
+
+
+def test_the_deployer_refuses_a_promoted_version_that_carries_no_digest(accounts):
+    url = accounts.seal(b"evaluated")
+    source_arn = accounts.register_in_staging(url)
+    undigested = accounts.prod_sagemaker.create_model_package(
+        ModelPackageGroupName=PROD.model_package_group_name, ModelApprovalStatus="PendingManualApproval",
+        InferenceSpecification={**INFERENCE_SPECIFICATION, "Containers": [{"Image": IMAGE, "ModelDataUrl": url}]},
+        CustomerMetadataProperties={"PromotedFromModelPackageArn": source_arn},
+    )["ModelPackageArn"]
+    with pytest.raises(deployer.PermanentFailure, match=r"is not the sealed artifact with SHA-256 <none>$"):
+        deployer.verify_promoted_artifact(accounts.deployer, PROD_SETTINGS, undigested)
+
+
 def test_the_deployer_refuses_a_version_its_source_does_not_register(accounts):
     other = accounts.register_in_staging(accounts.seal(b"another model"))
     url = accounts.seal(b"evaluated")
@@ -326,7 +351,8 @@ def test_prods_deployer_refuses_a_version_that_is_no_promotion_from_staging(acco
         InferenceSpecification={**INFERENCE_SPECIFICATION,
                                 "Containers": [{"Image": IMAGE, "ModelDataUrl": accounts.seal(b"prod's own")}]},
     )["ModelPackageArn"]
-    with pytest.raises(deployer.PermanentFailure, match="is not a promotion from .*staging/.*serves promotions only"):
+    with pytest.raises(deployer.PermanentFailure,
+                       match=r"is not a promotion from .*staging/.*\(promoted from: nothing\); this environment serves promotions only"):
         deployer.verify_promoted_artifact(accounts.deployer, PROD_SETTINGS, trained_in_prod)
     # An environment that trains serves its own versions unchecked.
     deployer.verify_promoted_artifact(accounts.deployer, SETTINGS, trained_in_prod)

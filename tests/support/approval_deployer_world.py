@@ -189,10 +189,10 @@ class World:
     def update_stack_calls(self) -> int:
         return len(self.update_requests)
 
-    def create_stack(self, *, with_group: bool = True) -> None:
+    def create_stack(self, *, with_group: bool = True, template: dict | None = None) -> None:
         """What exists before the first approval: the foundation's parameter, the bootstrap's
         version, the model package group (unless the test made it) and the serving stack without
-        an endpoint."""
+        an endpoint (the stand-in, or `template` with the stand-in's parameters)."""
         ssm, settings = self.clients.ssm, self.settings
         ssm.put_parameter(Name=settings.approved_package_parameter_name, Value="none", Type="String")
         ssm.put_parameter(Name=BOOTSTRAP_VERSION_PARAMETER, Value="21", Type="String")
@@ -200,7 +200,7 @@ class World:
             self.clients.sagemaker.create_model_package_group(ModelPackageGroupName=settings.model_package_group_name)
         self.clients.cloudformation.create_stack(
             StackName=settings.stack_name,
-            TemplateBody=json.dumps(stand_in_template(self.endpoint_name, settings.approved_package_parameter_name)),
+            TemplateBody=json.dumps(template or stand_in_template(self.endpoint_name, settings.approved_package_parameter_name)),
             Parameters=[
                 {"ParameterKey": PARAMETER, "ParameterValue": settings.approved_package_parameter_name},
                 {"ParameterKey": "BootstrapVersion", "ParameterValue": BOOTSTRAP_VERSION_PARAMETER},
@@ -255,7 +255,8 @@ class World:
 
     def metric(self, name: str) -> dict[str, float]:
         """Everything published to one of the deployer's metrics in this test, in one datapoint
-        (SampleCount, Sum, Minimum, Maximum); {} if nothing was published."""
+        (SampleCount, Sum, Minimum, Maximum); {} if nothing was published. Only datapoints whose
+        unit is Count: statistics that name a unit leave out the datapoints of any other."""
         now = datetime.now(timezone.utc)
         response = self.clients.cloudwatch.get_metric_statistics(
             Namespace=self.settings.metric_namespace,
@@ -265,6 +266,7 @@ class World:
             EndTime=now + timedelta(hours=1),
             Period=7200,
             Statistics=["SampleCount", "Sum", "Minimum", "Maximum"],
+            Unit="Count",
         )
         (point,) = response["Datapoints"] or [{}]
         return {key: point[key] for key in ("SampleCount", "Sum", "Minimum", "Maximum") if key in point}

@@ -9,7 +9,8 @@ backend so that code under test still meets it over HTTP (moto's server runs in 
   or stuck, is shown by setting its status.
 - `roll_back_update(...)`: moto never rolls back. This leaves a stack as CloudFormation leaves it
   after rolling an update back: the resources and parameter values of before, the failed
-  resource's event and the stack's rollback events, all carrying the update's request token.
+  resource's events (its update started, then failed) and the stack's rollback events, all
+  carrying the update's request token.
 """
 
 from __future__ import annotations
@@ -112,14 +113,16 @@ def roll_back_update(
         stack.events[-1].client_request_token = token
 
     failed = stack.resource_map[failed_resource]
-    event = Event(
-        stack_id=stack.stack_id, stack_name=stack.name, logical_resource_id=failed_resource,
-        physical_resource_id=getattr(failed, "physical_resource_id", failed_resource),
-        resource_type=stack.template_dict["Resources"][failed_resource]["Type"],
-        resource_status="UPDATE_FAILED", resource_status_reason=reason, resource_properties=None,
-    )
-    event.client_request_token = token
-    stack.events.append(event)
+    # The resource's update starts, then fails: both events carry the operation's token.
+    for status, why in (("UPDATE_IN_PROGRESS", None), ("UPDATE_FAILED", reason)):
+        event = Event(
+            stack_id=stack.stack_id, stack_name=stack.name, logical_resource_id=failed_resource,
+            physical_resource_id=getattr(failed, "physical_resource_id", failed_resource),
+            resource_type=stack.template_dict["Resources"][failed_resource]["Type"],
+            resource_status=status, resource_status_reason=why, resource_properties=None,
+        )
+        event.client_request_token = token
+        stack.events.append(event)
     stack_event("UPDATE_ROLLBACK_IN_PROGRESS", f"The following resource(s) failed to update: [{failed_resource}].")
     current = {name: ssm.get_parameter(Name=name)["Parameter"]["Value"] for name in previous_ssm_values}
     for name, value in previous_ssm_values.items():
