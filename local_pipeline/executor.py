@@ -189,10 +189,19 @@ class PipelineExecutor:
         records: list[StepRecord] = []
         properties: dict[str, dict[str, Any]] = {}
         failure = ""
+        parameters: dict[str, Any] = {}
         try:
-            parameters = typed_parameters(definition.get("Parameters", []), given)
+            # The service refuses a dependency on a step that is not in the definition at
+            # CreatePipeline; moto stores it, so here the execution fails before any step runs.
+            for name in steps_by_name:
+                self._dependencies(steps_by_name, name)
         except StepFailed as error:
-            parameters, failure = {}, f"invalid parameters: {error}"
+            failure = f"invalid definition: {error}"
+        else:
+            try:
+                parameters = typed_parameters(definition.get("Parameters", []), given)
+            except StepFailed as error:
+                failure = f"invalid parameters: {error}"
         context = EvaluationContext(
             parameters=parameters,
             execution_variables={

@@ -202,10 +202,16 @@ def test_a_step_reading_another_steps_property_waits_for_it(runner):
     assert reader_model["PrimaryContainer"]["Environment"] == {"SOURCE": result.step_properties["Source"]["ModelName"]}
 
 
-def test_a_dependency_on_a_step_that_does_not_exist_stops_the_executor(runner):
-    # The service refuses such a definition at CreatePipeline; here nothing runs.
-    with pytest.raises(StepFailed, match=r"^step Lonely depends on steps that do not exist: \['Ghost'\]$"):
-        runner.run(definition(model_step("Lonely", DependsOn=["Ghost"])))
+def test_a_dependency_on_a_step_that_does_not_exist_fails_the_execution_before_any_step(runner):
+    # The service refuses such a definition at CreatePipeline (moto stores it): the nearest local
+    # outcome is an execution that fails, naming the step, before anything runs. A dangling
+    # dependency in a branch that would not be taken counts too: the whole definition is refused.
+    pipeline = definition(model_step("First"), gate(if_steps=[model_step("Lonely", DependsOn=["Ghost", "Attic"])]))
+    result = runner.run(pipeline, Accuracy=0.1)
+    assert (result.status, result.steps) == ("Failed", [])
+    assert result.failure_reason == "invalid definition: step Lonely depends on steps that do not exist: ['Attic', 'Ghost']"
+    assert result.describe()["FailureReason"] == result.failure_reason
+    assert runner.sagemaker.list_models()["Models"] == []
 
 
 def test_an_unemulated_step_type_fails_with_its_name(runner):
