@@ -131,10 +131,13 @@ def test_each_comparison_decides_the_branch(runner, kind, left, right, outcome):
     [
         ([{"Type": "Not", "Condition": condition("Equals", 1, 2)}], True),
         ([{"Type": "Not", "Condition": condition("Equals", 1, 1)}], False),
+        ([{"Type": "Not", "Condition": condition("Equals", {"Get": "Parameters.Epochs"}, 2)}], False),
         ([{"Type": "Or", "Conditions": [condition("Equals", 1, 2), condition("Equals", 3, 3)]}], True),
+        ([{"Type": "Or", "Conditions": [condition("Equals", 1, 2), condition("Equals", {"Get": "Parameters.Epochs"}, 2)]}], True),
         ([{"Type": "Or", "Conditions": [condition("Equals", 1, 2), condition("Equals", 3, 4)]}], False),
         ([{"Type": "In", "QueryValue": {"Get": "Parameters.Epochs"}, "Values": [1, 2, 3]}], True),
         ([{"Type": "In", "QueryValue": {"Get": "Parameters.Epochs"}, "Values": [1, 3]}], False),
+        ([{"Type": "In", "QueryValue": 2, "Values": [1, {"Get": "Parameters.Epochs"}]}], True),
         ([condition("Equals", 1, 1), condition("Equals", 2, 2)], True),  # every condition must hold
         ([condition("Equals", 1, 1), condition("Equals", 2, 3)], False),
     ],
@@ -304,12 +307,13 @@ WRITE_REPORT = ["sh", "-c", "echo '{\"metrics\": {\"accuracy\": 0.8}}' > /opt/ml
 
 
 def processing_step(name: str = "Evaluate", command=WRITE_REPORT, image: str = PARITY_IMAGE, **extra) -> dict:
-    # The output URI ends in "/", as a Std:Join of a prefix may: the property file's URI has one "/" before the file.
+    # The output URI ends in "X/" (a "/" as a Std:Join of a prefix may leave): only the "/" is
+    # stripped before the property file's path is added.
     return {"Name": name, "Type": "Processing", **extra, "Arguments": {
         "AppSpecification": {"ImageUri": image, "ContainerEntrypoint": list(command)},
         "ProcessingResources": {"ClusterConfig": {"InstanceCount": 1, "InstanceType": "ml.m5.large", "VolumeSizeInGB": 1}},
         "ProcessingOutputConfig": {"Outputs": [{"OutputName": "evaluation", "S3Output": {
-            "S3Uri": f"s3://{BUCKET}/evaluation/", "LocalPath": "/opt/ml/processing/evaluation", "S3UploadMode": "EndOfJob"}}]},
+            "S3Uri": f"s3://{BUCKET}/evaluation/run-X/", "LocalPath": "/opt/ml/processing/evaluation", "S3UploadMode": "EndOfJob"}}]},
         "RoleArn": ROLE_ARN}}
 
 
@@ -342,24 +346,28 @@ def test_the_gate_reads_the_property_file_the_processing_job_wrote(bucket_runner
     job = job_name(execution_id(result), "Evaluate")
     assert bucket_runner.sagemaker.describe_processing_job(ProcessingJobName=job)["ProcessingJobName"] == job
     assert result.step("Evaluate").metadata == {"ProcessingJob": {"Arn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:processing-job/{job.lower()}"}}
-    report = bucket_runner.context.s3.get_object(Bucket=BUCKET, Key="evaluation/report.json")["Body"].read()
+    report = bucket_runner.context.s3.get_object(Bucket=BUCKET, Key="evaluation/run-X/report.json")["Body"].read()
     assert json.loads(report) == {"metrics": {"accuracy": 0.8}}
     assert result.step_properties["Evaluate"]["ProcessingJobStatus"] == "Completed"
 
 
 @runs_a_job
 @pytest.mark.parametrize(
-    ("property_file", "read", "reason"),
+    ("property_files", "outputs", "read", "reason"),
     [
-        (report_file(), "Other", "step Evaluate declares no property file 'Other' (declared: ['Report'])"),
-        (report_file(output="metrics"), "Report", "property file Report: step Evaluate has no output 'metrics'"),
-        (report_file(path="missing.json"), "Report",
-         "property file Report: cannot read s3://artifacts/evaluation/missing.json: An error occurred (NoSuchKey)"),
+        ([report_file()], True, "Other", "step Evaluate declares no property file 'Other' (declared: ['Report'])"),
+        ([], True, "Report", "step Evaluate declares no property file 'Report' (declared: [])"),
+        ([report_file(output="metrics")], True, "Report", "property file Report: step Evaluate has no output 'metrics'"),
+        ([report_file()], False, "Report", "property file Report: step Evaluate has no output 'evaluation'"),
+        ([report_file(path="missing.json")], True, "Report",
+         "property file Report: cannot read s3://artifacts/evaluation/run-X/missing.json: An error occurred (NoSuchKey)"),
     ],
 )
-def test_a_property_file_that_cannot_be_read_fails_the_step_that_reads_it(bucket_runner, property_file, read, reason):
-    pipeline = definition(processing_step(command=["true"], PropertyFiles=[property_file]),
-                          gate(condition("GreaterThanOrEqualTo", accuracy_from(read), 0.5)))
+def test_a_property_file_that_cannot_be_read_fails_the_step_that_reads_it(bucket_runner, property_files, outputs, read, reason):
+    evaluate = processing_step(command=["true"], **({"PropertyFiles": property_files} if property_files else {}))
+    if not outputs:
+        del evaluate["Arguments"]["ProcessingOutputConfig"]
+    pipeline = definition(evaluate, gate(condition("GreaterThanOrEqualTo", accuracy_from(read), 0.5)))
     result = bucket_runner.run(pipeline)
     assert statuses(result) == [("Evaluate", "Succeeded"), ("CheckAccuracy", "Failed")]
     assert result.failure_reason.startswith(f"Step failure: CheckAccuracy failed: {reason}")
@@ -448,8 +456,9 @@ def test_a_service_error_fails_the_step_with_its_type_and_message(runner):
 
 
 def quality_check(check_type: str, environment: dict, **flags) -> dict:
+    # The output prefix ends in "QX/": only the "/" is stripped before the baselines' file names.
     output = {"OutputName": "quality_check_output", "S3Output": {
-        "S3Uri": {"Std:Join": {"On": "/", "Values": ["s3:/", BUCKET, "baselines", {"Get": "Execution.PipelineExecutionId"}, "/"]}},
+        "S3Uri": {"Std:Join": {"On": "/", "Values": ["s3:/", BUCKET, "baselines", {"Get": "Execution.PipelineExecutionId"}, "QX", ""]}},
         "LocalPath": "/opt/ml/processing/output", "S3UploadMode": "EndOfJob"}}
     return {"Name": "Baseline", "Type": "QualityCheck", "CheckType": check_type, **flags, "Arguments": {
         "AppSpecification": {"ImageUri": ANALYZER_IMAGE},
@@ -482,7 +491,7 @@ def test_a_quality_check_baselines_its_dataset_and_reports_the_baselines_as_the_
     assert statuses(result) == [("Baseline", "Succeeded"), ("Reader", "Succeeded")]
     run_id = execution_id(result)
     job = job_name(run_id, "Baseline")
-    prefix = f"s3://{BUCKET}/baselines/{run_id}"
+    prefix = f"s3://{BUCKET}/baselines/{run_id}/QX"
     statistics, constraints = f"{prefix}/statistics.json", f"{prefix}/constraints.json"
     assert result.step("Baseline").metadata == {"QualityCheck": {
         "CheckType": "MODEL_QUALITY", "ModelPackageGroupName": "reviews",
@@ -491,7 +500,7 @@ def test_a_quality_check_baselines_its_dataset_and_reports_the_baselines_as_the_
         "CalculatedBaselineStatistics": statistics, "CalculatedBaselineConstraints": constraints,
         "BaselineUsedForDriftCheckStatistics": statistics, "BaselineUsedForDriftCheckConstraints": constraints}}
     assert bucket_runner.sagemaker.describe_processing_job(ProcessingJobName=job)["ProcessingJobName"] == job
-    written = json.loads(bucket_runner.context.s3.get_object(Bucket=BUCKET, Key=f"baselines/{run_id}/statistics.json")["Body"].read())
+    written = json.loads(bucket_runner.context.s3.get_object(Bucket=BUCKET, Key=f"baselines/{run_id}/QX/statistics.json")["Body"].read())
     assert written["multiclass_classification_metrics"]["accuracy"]["value"] == pytest.approx(2 / 3)
     reader_model = bucket_runner.sagemaker.describe_model(ModelName=result.step_properties["Reader"]["ModelName"])
     assert reader_model["PrimaryContainer"]["Environment"] == {"CONSTRAINTS": constraints}
@@ -616,3 +625,19 @@ def test_without_an_echo_the_executor_prints_nothing(moto_endpoint, tmp_path, ca
     result = PipelineExecutor(runner.sagemaker, runner.context, echo=None).execute(arn)
     assert result.status == "Failed"
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize(("accuracy", "branch"), [(0.9, "IfSteps"), (0.1, "ElseSteps")])
+def test_a_condition_without_the_branch_it_takes_ends_the_run_there(runner, accuracy, branch):
+    # IfSteps and ElseSteps are each optional in a definition: a missing one is an empty branch.
+    gate_step = gate()
+    del gate_step["Arguments"][branch]
+    result = runner.run(definition(gate_step), Accuracy=accuracy)
+    assert (result.status, statuses(result)) == ("Succeeded", [("CheckAccuracy", "Succeeded")])
+    assert runner.sagemaker.list_models()["Models"] == []
+
+
+def test_a_pipeline_that_declares_no_parameters_runs(runner):
+    stop = {"Name": "Stop", "Type": "Fail", "Arguments": {"ErrorMessage": {"Get": "Execution.PipelineExecutionId"}}}
+    result = runner.run({"Version": "2020-12-01", "Steps": [stop]})
+    assert (result.status, result.failure_reason) == ("Failed", execution_id(result))
