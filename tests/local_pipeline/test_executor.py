@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import uuid
 
 import boto3
@@ -577,9 +578,10 @@ def test_a_selective_execution_follows_the_branch_the_source_execution_took(runn
     assert again.step_properties["CheckAccuracy"] == {"Outcome": False}
 
 
-def test_a_fail_step_without_a_message_still_fails_the_execution_and_stops_it(runner):
+@pytest.mark.parametrize("arguments", [{"Arguments": {}}, {}])
+def test_a_fail_step_without_a_message_still_fails_the_execution_and_stops_it(runner, arguments):
     # ErrorMessage is optional (FailStep's error_message defaults to None); reaching the step fails the run all the same.
-    stop = {"Name": "Stop", "Type": "Fail", "Arguments": {}}
+    stop = {"Name": "Stop", "Type": "Fail", **arguments}
     result = runner.run(definition(stop, model_step("After", DependsOn=["Stop"])))
     assert statuses(result) == [("Stop", "Failed")]
     assert result.step("Stop").metadata == {"Fail": {"ErrorMessage": ""}}
@@ -641,3 +643,24 @@ def test_a_pipeline_that_declares_no_parameters_runs(runner):
     stop = {"Name": "Stop", "Type": "Fail", "Arguments": {"ErrorMessage": {"Get": "Execution.PipelineExecutionId"}}}
     result = runner.run({"Version": "2020-12-01", "Steps": [stop]})
     assert (result.status, result.failure_reason) == ("Failed", execution_id(result))
+
+
+def test_the_progress_lines_say_each_steps_outcome_and_only_a_failures_reason(runner):
+    runner.run(definition(), Accuracy=0.1)
+    lines = runner.echo.getvalue().splitlines()
+    assert (len(lines), lines[0], lines[2]) == (4, "--- CheckAccuracy (Condition) started", "--- TooLow (Fail) started")
+    assert re.fullmatch(r"--- CheckAccuracy Succeeded in \d+\.\d s", lines[1])
+    assert re.fullmatch(r"--- TooLow Failed in \d+\.\d s: accuracy 0\.1 is below 0\.7", lines[3])
+
+
+def test_a_selective_execution_reports_the_steps_its_source_left_unreachable(runner):
+    # The source took the condition's missing else-branch, so After (waiting on Deploy) never ran there or here.
+    pipeline = definition(model_step("Source"), gate(if_steps=[model_step("Deploy")]), model_step("After", DependsOn=["Deploy"]))
+    del pipeline["Steps"][1]["Arguments"]["ElseSteps"]
+    first = runner.run(pipeline, Accuracy=0.1)
+    assert [name for name, _ in statuses(first)] == ["Source", "CheckAccuracy"]
+
+    again = runner.run(pipeline, SelectiveExecution(first, frozenset({"Source"})), Accuracy=0.1)
+    assert statuses(again) == [("Source", "Succeeded")]
+    assert (again.status, again.failure_reason) == (
+        "Failed", "steps ['After'] never ran: their dependencies or branch were not taken")
