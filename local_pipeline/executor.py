@@ -188,11 +188,21 @@ class PipelineExecutor:
         execution_id = execution_arn.rsplit("/", 1)[-1]
         records: list[StepRecord] = []
         properties: dict[str, dict[str, Any]] = {}
-        failure = ""
+        # None while the execution has not failed: a Fail step without an ErrorMessage fails it with "".
+        failure: str | None = None
+        parameters: dict[str, Any] = {}
         try:
-            parameters = typed_parameters(definition.get("Parameters", []), given)
+            # The service refuses a dependency on a step that is not in the definition at
+            # CreatePipeline; moto stores it, so here the execution fails before any step runs.
+            for name in steps_by_name:
+                self._dependencies(steps_by_name, name)
         except StepFailed as error:
-            parameters, failure = {}, f"invalid parameters: {error}"
+            failure = f"invalid definition: {error}"
+        else:
+            try:
+                parameters = typed_parameters(definition.get("Parameters", []), given)
+            except StepFailed as error:
+                failure = f"invalid parameters: {error}"
         context = EvaluationContext(
             parameters=parameters,
             execution_variables={
@@ -217,7 +227,7 @@ class PipelineExecutor:
             if step["Type"] == "Condition":  # its branch, as the source execution chose it
                 branch = step["Arguments"].get("IfSteps" if properties[name]["Outcome"] else "ElseSteps", [])
                 eligible.extend(branch_step["Name"] for branch_step in branch)
-        while not failure:
+        while failure is None:
             ready = [name for name in eligible if name not in done and self._dependencies(steps_by_name, name) <= done]
             if not ready:
                 break
@@ -245,11 +255,11 @@ class PipelineExecutor:
         pending = [name for name in eligible if name not in done]
         if selective is not None:
             pending += sorted(selective.selected_steps - done - set(pending))
-        if pending and not failure:
+        if pending and failure is None:
             failure = f"steps {pending} never ran: their dependencies or branch were not taken"
         return ExecutionResult(
             pipeline_arn=described["PipelineArn"], execution_arn=execution_arn,
-            status="Failed" if failure else "Succeeded", failure_reason=failure, steps=records,
+            status="Succeeded" if failure is None else "Failed", failure_reason=failure or "", steps=records,
             step_properties=properties, start_time=started, end_time=dt.datetime.now(dt.timezone.utc),
         )
 
@@ -258,7 +268,7 @@ class PipelineExecutor:
         step, parent = steps_by_name[name]
         depends = set(step.get("DependsOn", [])) | step_references(step.get("Arguments", {}))
         if step["Type"] == "Condition":
-            depends |= step_references(step["Arguments"].get("Conditions", []))
+            # Its Arguments hold its branches too: what its own branch steps read is theirs to wait for.
             depends -= {branch for branch, (_, owner) in steps_by_name.items() if owner == name}
         if parent is not None:
             depends.add(parent)
