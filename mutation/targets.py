@@ -111,6 +111,7 @@ TARGETS: tuple[MutationTarget, ...] = (
                 "test_without_matplotlib_the_metrics_are_still_written",
                 "test_the_step_scores_each_review_once_and_reports_what_it_wrote",
                 "test_scoring_shows_its_progress_every_30_seconds_and_at_the_end",
+                "test_the_data_quality_baseline_counts_truncation_at_the_models_sequence_length",
                 "test_help_says_what_the_step_does_and_what_its_options_default_to",
                 "test_a_batch_size_below_one_or_a_negative_sample_count_is_refused",
                 "test_without_arguments_the_step_reads_and_writes_sagemakers_processing_paths",

@@ -395,6 +395,21 @@ def test_scoring_shows_its_progress_every_30_seconds_and_at_the_end(untrained_jo
     assert "scored 4/7 test reviews in 32s\n" in shown_at_reading[4]
 
 
+def test_the_data_quality_baseline_counts_truncation_at_the_models_sequence_length(untrained_job, tmp_path):
+    archive, test_dir, _, _ = untrained_job
+    # One review of 100 words: the tiny model reads 32 tokens (30 of text), the environment's
+    # default length would read them all.
+    [split_file] = test_dir.glob("*.jsonl")
+    rows = list(reviews.read_jsonl(split_file))
+    rows[0]["review_body"] = " ".join(["great"] * 100)
+    reviews.write_jsonl(tmp_path / "test" / split_file.name, rows)
+    evaluate.main(["--model-archive", str(archive), "--test-dir", str(tmp_path / "test"),
+                   "--output-dir", str(tmp_path / "evaluation")])
+    features = list(reviews.read_jsonl(tmp_path / "evaluation" / "data-quality" / "part-00000.jsonl"))
+    assert features[0]["truncated_share"] == pytest.approx((100 - 30) / 100)
+    assert [row["truncated_share"] for row in features[1:]] == [0.0] * (len(rows) - 1)
+
+
 def test_help_says_what_the_step_does_and_what_its_options_default_to(monkeypatch, capsys):
     monkeypatch.setenv("COLUMNS", "400")  # argparse wraps at the terminal's width: one line an option
     with pytest.raises(SystemExit) as exited:
