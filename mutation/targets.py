@@ -34,7 +34,12 @@ TARGETS: tuple[MutationTarget, ...] = (
         flat=True,
         fork_safe=False,
     ),
-    MutationTarget("config", "stacks/config.py", ("tests/test_config.py",)),
+    MutationTarget(
+        "config",
+        "stacks/config.py",
+        # Where each environment's models come from (issue 13) is validated in its own file.
+        ("tests/test_config.py", "tests/test_promotion_config.py"),
+    ),
     MutationTarget(
         "pipeline_upserter",
         "stacks/lambdas/pipeline_upserter/handler.py",

@@ -12,6 +12,7 @@ from stacks.config import (
     CDK_JSON,
     ENVIRONMENTS_CONTEXT_KEY,
     ConfigError,
+    load_all_environments,
     parse_all_environments,
     parse_environments,
     promotion_source,
@@ -100,3 +101,13 @@ def test_retraining_in_an_environment_that_promotes_is_refused_by_key():
     with pytest.raises(ConfigError, match=r"environments\.prod\.retraining: an environment that promotes from "
                                           r"'staging' has no pipeline to retrain; configure retraining in 'staging'"):
         parse_environments(raw)
+
+
+def test_every_environment_is_read_from_the_cdk_json_given(tmp_path):
+    document = json.loads(CDK_JSON.read_text())
+    document["context"][ENVIRONMENTS_CONTEXT_KEY]["dev"]["account"] = "999999999999"
+    cdk_json = tmp_path / "cdk.json"
+    cdk_json.write_text(json.dumps(document))
+    configs = load_all_environments(cdk_json)
+    assert set(configs) == set(CONTEXT[ENVIRONMENTS_CONTEXT_KEY]) and configs["dev"].account == "999999999999"
+    assert promotion_source(configs["prod"], configs) is configs["staging"]
