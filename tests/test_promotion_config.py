@@ -36,6 +36,7 @@ def test_cdk_json_trains_in_dev_and_staging_and_promotes_staging_to_prod():
     configs = parse_all_environments(CONTEXT[ENVIRONMENTS_CONTEXT_KEY])
     assert [name for name, config in configs.items() if config.trains] == ["dev", "staging"]
     assert promotion_source(configs["prod"], configs) is configs["staging"]
+    assert promotion_source(configs["dev"], configs) is None  # it trains its own
     assert promotion_targets(configs["staging"], configs) == (configs["prod"],)
     assert promotion_targets(configs["prod"], configs) == () == promotion_targets(configs["dev"], configs)
 
