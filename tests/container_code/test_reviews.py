@@ -343,3 +343,26 @@ def test_json_lines_are_utf8_whatever_the_machine_locale(tmp_path):
                                capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=60)
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert (tmp_path / "written-under-c.jsonl").read_bytes() == (tmp_path / "written-here.jsonl").read_bytes()
+
+
+def test_a_text_of_exactly_the_character_cap_is_kept_whole():
+    settings = reviews.TokenizationSettings(max_seq_length=8)  # 256 characters
+    assert settings.capped("ab" * 128) == "ab" * 128
+
+
+def test_a_text_of_exactly_the_token_budget_is_not_cut_even_where_the_seam_falls_inside_a_word():
+    tokenizer = _minilm_tokenizer()
+    # 10 words of 3 word pieces ("fill", "##er", "##N"): 30 tokens, max_seq_length 32 less
+    # [CLS] and [SEP]; the head/tail seam (after 8 pieces) falls between "##er" and "##2".
+    text = " ".join(f"filler{index}" for index in range(10))
+    settings = reviews.TokenizationSettings(max_seq_length=32)
+    assert settings.cut(tokenizer, [text]) == [text]
+    expected = tokenizer([text], max_length=32, truncation=True, padding="max_length")["input_ids"]
+    assert reviews.encode_input_ids(tokenizer, [text], settings) == expected
+
+
+def test_the_smallest_budget_keeps_the_first_and_the_last_token():
+    tokenizer = _minilm_tokenizer()
+    settings = reviews.TokenizationSettings(max_seq_length=4)  # two tokens besides [CLS] and [SEP]
+    [ids] = reviews.encode_input_ids(tokenizer, ["alpha beta gamma"], settings)
+    assert tokenizer.convert_ids_to_tokens(ids) == ["[CLS]", "alpha", "gamma", "[SEP]"]
