@@ -282,14 +282,23 @@ def test_the_deployer_refuses_an_artifact_whose_stored_checksum_is_another_diges
         deployer.verify_promoted_artifact(accounts.deployer, PROD_SETTINGS, arn)
 
 
+def _version_in_prod(accounts, source_arn: str, sha256: str, inference_specification: dict | None) -> str:
+    """A version written straight into prod's group (not by the promotion tool), as a forger or
+    an odd registration would leave it; None: registered without an InferenceSpecification."""
+    extra = {} if inference_specification is None else {"InferenceSpecification": inference_specification}
+    return accounts.prod_sagemaker.create_model_package(
+        ModelPackageGroupName=PROD.model_package_group_name, ModelApprovalStatus="PendingManualApproval",
+        CustomerMetadataProperties={"PromotedFromModelPackageArn": source_arn, "ModelArtifactSha256": sha256},
+        **extra,
+    )["ModelPackageArn"]
+
+
 def test_the_deployer_refuses_a_version_whose_digest_is_not_its_artifacts(accounts):
     source_arn = accounts.register_in_staging(accounts.seal(b"evaluated"))
-    forged = accounts.prod_sagemaker.create_model_package(
-        ModelPackageGroupName=PROD.model_package_group_name, ModelApprovalStatus="PendingManualApproval",
-        InferenceSpecification={**INFERENCE_SPECIFICATION,
-                                "Containers": [{"Image": IMAGE, "ModelDataUrl": f"s3://{SOURCE_BUCKET}/{sealed_key(b'evaluated')}"}]},
-        CustomerMetadataProperties={"PromotedFromModelPackageArn": source_arn, "ModelArtifactSha256": "0" * 64},
-    )["ModelPackageArn"]
+    forged = _version_in_prod(accounts, source_arn, "0" * 64, {
+        **INFERENCE_SPECIFICATION,
+        "Containers": [{"Image": IMAGE, "ModelDataUrl": f"s3://{SOURCE_BUCKET}/{sealed_key(b'evaluated')}"}],
+    })
     with pytest.raises(deployer.PermanentFailure, match="is not the sealed artifact with SHA-256 0000"):
         deployer.verify_promoted_artifact(accounts.deployer, PROD_SETTINGS, forged)
 
@@ -297,12 +306,8 @@ def test_the_deployer_refuses_a_version_whose_digest_is_not_its_artifacts(accoun
 def test_the_deployer_refuses_a_promoted_version_whose_container_names_no_artifact(accounts):
     # A container may carry its model in the image: nothing to verify, so nothing is served.
     source_arn = accounts.register_in_staging(accounts.seal(b"evaluated"))
-    baked = accounts.prod_sagemaker.create_model_package(
-        ModelPackageGroupName=PROD.model_package_group_name, ModelApprovalStatus="PendingManualApproval",
-        InferenceSpecification={**INFERENCE_SPECIFICATION, "Containers": [{"Image": IMAGE}]},
-        CustomerMetadataProperties={"PromotedFromModelPackageArn": source_arn,
-                                    "ModelArtifactSha256": hashlib.sha256(b"evaluated").hexdigest()},
-    )["ModelPackageArn"]
+    baked = _version_in_prod(accounts, source_arn, hashlib.sha256(b"evaluated").hexdigest(),
+                             {**INFERENCE_SPECIFICATION, "Containers": [{"Image": IMAGE}]})
     with pytest.raises(deployer.PermanentFailure, match=r"artifact \[''\] is not the sealed artifact"):
         deployer.verify_promoted_artifact(accounts.deployer, PROD_SETTINGS, baked)
 
@@ -310,11 +315,7 @@ def test_the_deployer_refuses_a_promoted_version_whose_container_names_no_artifa
 def test_the_deployer_refuses_a_promoted_version_without_an_inference_specification(accounts):
     # A version may be registered without one (a model card, say): no artifact to verify, none served.
     source_arn = accounts.register_in_staging(accounts.seal(b"evaluated"))
-    bare = accounts.prod_sagemaker.create_model_package(
-        ModelPackageGroupName=PROD.model_package_group_name, ModelApprovalStatus="PendingManualApproval",
-        CustomerMetadataProperties={"PromotedFromModelPackageArn": source_arn,
-                                    "ModelArtifactSha256": hashlib.sha256(b"evaluated").hexdigest()},
-    )["ModelPackageArn"]
+    bare = _version_in_prod(accounts, source_arn, hashlib.sha256(b"evaluated").hexdigest(), None)
     assert "InferenceSpecification" not in accounts.prod_sagemaker.describe_model_package(ModelPackageName=bare)
     with pytest.raises(deployer.PermanentFailure, match=r"artifact \[\] is not the sealed artifact"):
         deployer.verify_promoted_artifact(accounts.deployer, PROD_SETTINGS, bare)
